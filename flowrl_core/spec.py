@@ -1,0 +1,75 @@
+"""The declarative skill contract: what a skill needs, uses up and yields.
+
+A skill is data, never code: ``requires`` must hold before it runs, ``consumes`` is taken from
+the inventory when it runs, ``gains`` is what one run yields.  Keys are inventory items
+(``wood``) or achievements (``achievement:place_table``), named as in Craftax-Classic so a skill
+file moves between environments.  Values are positive integers per run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Mapping
+
+ACHIEVEMENT_PREFIX = "achievement:"
+
+
+def is_achievement(key: str) -> bool:
+    return key.startswith(ACHIEVEMENT_PREFIX)
+
+
+def achievement_name(key: str) -> str:
+    return key[len(ACHIEVEMENT_PREFIX):]
+
+
+def _frozen(mapping: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    return MappingProxyType(dict(sorted((mapping or {}).items())))
+
+
+@dataclass(frozen=True)
+class SkillSpec:
+    """One validated skill (build it through :func:`flowrl_core.graph.load_skill_file` or
+    :func:`flowrl_core.graph.parse_skills`, which check names, keys and counts)."""
+
+    name: str
+    requires: Mapping[str, int] = field(default_factory=dict)
+    consumes: Mapping[str, int] = field(default_factory=dict)
+    gains: Mapping[str, int] = field(default_factory=dict)
+    depends_on: tuple[str, ...] = ()
+    train: Mapping[str, Any] = field(default_factory=dict)
+    description: str = ""
+    predicate: str | None = None  # optional import path "pkg.module:function" (see trainer)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "requires", _frozen(self.requires))
+        object.__setattr__(self, "consumes", _frozen(self.consumes))
+        object.__setattr__(self, "gains", _frozen(self.gains))
+        object.__setattr__(self, "train", _frozen(self.train))
+        object.__setattr__(self, "depends_on", tuple(self.depends_on))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form; round-trips through ``parse_skills``."""
+        out: dict[str, Any] = {"name": self.name}
+        for key in ("requires", "consumes", "gains", "train"):
+            value = getattr(self, key)
+            if value:
+                out[key] = dict(value)
+        if self.depends_on:
+            out["depends_on"] = list(self.depends_on)
+        if self.description:
+            out["description"] = self.description
+        if self.predicate:
+            out["predicate"] = self.predicate
+        return out
+
+
+@dataclass(frozen=True)
+class PlanStep:
+    """Run ``skill`` ``count`` times in a row (one entry of an execution plan)."""
+
+    skill: str
+    count: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"skill": self.skill, "count": self.count}
