@@ -1,0 +1,48 @@
+"""Error types that carry what a user needs to act: the skill, the path, the fix.
+
+Every message is one line, so the CLI can print it as-is and exit non-zero.
+"""
+
+from __future__ import annotations
+
+
+class FlowRLError(Exception):
+    """Base class: anything the user can fix from the message alone."""
+
+
+class SkillFileError(FlowRLError, ValueError):
+    """A skill file (or spec dict) is malformed or the graph it describes is invalid."""
+
+    def __init__(self, message: str, *, source: str | None = None, skill: str | None = None):
+        self.source = source
+        self.skill = skill
+        where = []
+        if source:
+            where.append(source)
+        if skill:
+            where.append(f"skill {skill!r}")
+        prefix = ": ".join(where)
+        super().__init__(f"{prefix}: {message}" if prefix else message)
+
+
+class RemapError(FlowRLError, ValueError):
+    """A skill's execution plan names an expert that has no global index yet."""
+
+
+class StoreError(FlowRLError):
+    """The expert store cannot do what was asked (bad URL, unsafe path, unsupported backend)."""
+
+
+class StoreCorruptError(StoreError):
+    """An object in the store cannot be decoded; the message names its path."""
+
+    def __init__(self, path: str, reason: str):
+        self.path = path
+        super().__init__(
+            f"corrupt object {path}: {reason}; delete or restore it (the store keeps every "
+            "version immutable, so an older version is still readable)"
+        )
+
+
+class StoreNotFoundError(StoreError, FileNotFoundError):
+    """An object the caller relies on is absent; the message names its path."""

@@ -1,0 +1,340 @@
+"""Skill files → validated :class:`SkillSpec` list → networkx dependency graph.
+
+Dependencies are inferred from requirements: a skill that requires (or consumes) ``wood``
+depends on the skill that gains ``wood``.  Matching is on the key, never on the amount — a
+skill needing 3 wood is served by a provider yielding 1 wood per run (the execution plan runs
+it three times); the reference system compared predicates for equality and so blocked every
+count-based requirement.  Explicit ``depends_on`` adds edges on top.
+
+Every problem is reported as a :class:`SkillFileError` naming the file, the skill and the fix,
+before anything is written or trained.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import unicodedata
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+import yaml
+
+from flowrl_core import vocab
+from flowrl_core.errors import SkillFileError
+from flowrl_core.spec import ACHIEVEMENT_PREFIX, SkillSpec, achievement_name, is_achievement
+
+SKILL_KEYS = ("name", "requires", "consumes", "gains", "depends_on", "train", "description", "predicate")
+TOP_KEYS = ("skills", "name", "description", "env")
+MAX_NAME_LEN = 100
+
+# Per-skill training overrides a skill file may set; the trainer's config owns their meaning.
+TRAIN_KEYS = (
+    "total_timesteps", "num_envs", "num_steps", "lr", "update_epochs", "num_minibatches",
+    "gamma", "gae_lambda", "clip_eps", "ent_coef", "vf_coef", "max_grad_norm", "anneal_lr",
+    "hidden", "depth", "seed", "checkpoint_every", "success_threshold",
+)
+
+
+def _suggest(word: str, options: Iterable[str]) -> str:
+    match = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
+    return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+def check_name(name: Any, *, source: str | None = None, what: str = "skill name") -> str:
+    """Reject names that are unsafe as path parts or confusing in the UI."""
+    if not isinstance(name, str):
+        raise SkillFileError(f"{what} must be a string, got {type(name).__name__} {name!r}", source=source)
+    fix = "use letters, digits, spaces, '_' or '-'"
+    if not name.strip():
+        raise SkillFileError(f"{what} is empty; {fix}", source=source)
+    if len(name) > MAX_NAME_LEN:
+        raise SkillFileError(f"{what} {name[:20]!r}… is {len(name)} characters; the limit is {MAX_NAME_LEN}", source=source)
+    if name != name.strip():
+        raise SkillFileError(f"{what} {name!r} has leading or trailing whitespace; remove it", source=source)
+    if any(unicodedata.category(c).startswith("C") for c in name):
+        raise SkillFileError(f"{what} {name!r} contains a control character; {fix}", source=source)
+    if "/" in name or "\\" in name:
+        raise SkillFileError(f"{what} {name!r} contains a path separator; {fix}", source=source)
+    if ".." in name or name.startswith("."):
+        raise SkillFileError(f"{what} {name!r} contains '..' or starts with '.'; {fix}", source=source)
+    return name
+
+
+def _check_counts(raw: Any, field: str, name: str, source: str | None) -> dict[str, int]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise SkillFileError(
+            f"'{field}' must be a map of item or achievement:<name> to a positive integer, "
+            f"got {type(raw).__name__}", source=source, skill=name)
+    out: dict[str, int] = {}
+    for key, value in raw.items():
+        if not isinstance(key, str) or not key:
+            raise SkillFileError(f"'{field}' has a non-string key {key!r}", source=source, skill=name)
+        if is_achievement(key):
+            ach = achievement_name(key)
+            if ach not in vocab.ACHIEVEMENTS:
+                raise SkillFileError(
+                    f"'{field}' names unknown achievement {key!r}"
+                    + _suggest(ach, vocab.ACHIEVEMENTS).replace("'", f"'{ACHIEVEMENT_PREFIX}", 1),
+                    source=source, skill=name)
+        elif key not in vocab.ITEMS:
+            hint = _suggest(key, vocab.ITEMS)
+            if not hint and key in vocab.ACHIEVEMENTS:
+                hint = f" (achievements are written '{ACHIEVEMENT_PREFIX}{key}')"
+            raise SkillFileError(f"'{field}' names unknown item {key!r}{hint}", source=source, skill=name)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise SkillFileError(
+                f"'{field}.{key}' must be a positive integer, got {value!r}", source=source, skill=name)
+        if value <= 0:
+            raise SkillFileError(
+                f"'{field}.{key}' must be a positive integer, got {value}; drop the key instead of "
+                "writing 0", source=source, skill=name)
+        out[key] = value
+    return out
+
+
+def _check_train(raw: Any, name: str, source: str | None) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise SkillFileError(f"'train' must be a map of overrides, got {type(raw).__name__}", source=source, skill=name)
+    for key, value in raw.items():
+        if key not in TRAIN_KEYS:
+            raise SkillFileError(
+                f"'train' has unknown override {key!r}{_suggest(str(key), TRAIN_KEYS)}; known: "
+                + ", ".join(TRAIN_KEYS), source=source, skill=name)
+        if isinstance(value, bool) and key != "anneal_lr":
+            raise SkillFileError(f"'train.{key}' must be a number, got {value!r}", source=source, skill=name)
+        if not isinstance(value, (int, float, bool)) and not (key == "success_threshold" and value is None):
+            raise SkillFileError(f"'train.{key}' must be a number, got {value!r}", source=source, skill=name)
+        if key == "total_timesteps" and (not isinstance(value, (int, float)) or value <= 0):
+            raise SkillFileError(f"'train.total_timesteps' must be positive, got {value!r}", source=source, skill=name)
+    out = dict(raw)
+    if "total_timesteps" in out:
+        out["total_timesteps"] = int(out["total_timesteps"])  # YAML reads 1e6 as a float
+    return out
+
+
+def parse_skill(raw: Any, *, source: str | None = None, position: int | None = None) -> SkillSpec:
+    """One skill map → :class:`SkillSpec`, or a :class:`SkillFileError` saying what to fix."""
+    where = f"skills[{position}]" if position is not None else "skill"
+    if not isinstance(raw, Mapping):
+        raise SkillFileError(f"{where} must be a map with at least 'name', got {type(raw).__name__}", source=source)
+    if "name" not in raw:
+        raise SkillFileError(f"{where} has no 'name'", source=source)
+    name = check_name(raw["name"], source=source)
+    for key in raw:
+        if key not in SKILL_KEYS:
+            raise SkillFileError(
+                f"unknown key {key!r}{_suggest(str(key), SKILL_KEYS)}; allowed: " + ", ".join(SKILL_KEYS),
+                source=source, skill=name)
+    requires = _check_counts(raw.get("requires"), "requires", name, source)
+    consumes = _check_counts(raw.get("consumes"), "consumes", name, source)
+    gains = _check_counts(raw.get("gains"), "gains", name, source)
+    depends = raw.get("depends_on") or []
+    if isinstance(depends, str) or not isinstance(depends, list):
+        raise SkillFileError("'depends_on' must be a list of skill names", source=source, skill=name)
+    for dep in depends:
+        check_name(dep, source=source, what=f"skill {name!r} depends_on entry")
+    if len(set(depends)) != len(depends):
+        raise SkillFileError("'depends_on' lists a skill twice", source=source, skill=name)
+    description = raw.get("description") or ""
+    if not isinstance(description, str):
+        raise SkillFileError("'description' must be a string", source=source, skill=name)
+    predicate = raw.get("predicate")
+    if predicate is not None and (not isinstance(predicate, str) or ":" not in predicate):
+        raise SkillFileError(
+            f"'predicate' must be an import path 'package.module:function', got {predicate!r}",
+            source=source, skill=name)
+    if not gains and predicate is None:
+        raise SkillFileError(
+            "'gains' is empty, so nothing tells when the skill is done; add what one run yields "
+            "(e.g. gains: {wood: 1}) or a 'predicate' import path", source=source, skill=name)
+    return SkillSpec(
+        name=name, requires=requires, consumes=consumes, gains=gains, depends_on=tuple(depends),
+        train=_check_train(raw.get("train"), name, source), description=description, predicate=predicate,
+    )
+
+
+def parse_skills(data: Any, *, source: str | None = None) -> list[SkillSpec]:
+    """A decoded skill file (``{skills: [...]}``) → validated specs, graph checks included."""
+    if not isinstance(data, Mapping):
+        raise SkillFileError("the file must hold a map with a top-level 'skills:' list", source=source)
+    for key in data:
+        if key not in TOP_KEYS:
+            raise SkillFileError(
+                f"unknown top-level key {key!r}{_suggest(str(key), TOP_KEYS)}; allowed: " + ", ".join(TOP_KEYS),
+                source=source)
+    raw_skills = data.get("skills")
+    if not isinstance(raw_skills, list) or not raw_skills:
+        raise SkillFileError("'skills:' must be a non-empty list of skills", source=source)
+    specs = [parse_skill(raw, source=source, position=i) for i, raw in enumerate(raw_skills)]
+    build_graph(specs, source=source)  # raises on every graph-level problem
+    return specs
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys (plain YAML silently keeps the last one)."""
+
+
+def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark)
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
+
+
+def _no_duplicate_json_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+def decode_skill_text(text: str, *, source: str, fmt: str) -> Any:
+    try:
+        if fmt == "json":
+            return json.loads(text, object_pairs_hook=_no_duplicate_json_keys)
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        line = f"line {mark.line + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SkillFileError(f"not valid YAML: {line}{problem}", source=source) from None
+    except (json.JSONDecodeError, ValueError) as exc:
+        raise SkillFileError(f"not valid JSON: {exc}", source=source) from None
+
+
+def load_skill_file(path: str | Path) -> list[SkillSpec]:
+    """Read and validate a ``.yaml``/``.yml``/``.json`` skill file."""
+    p = Path(path)
+    source = str(path)
+    suffix = p.suffix.lower()
+    if suffix not in (".yaml", ".yml", ".json"):
+        raise SkillFileError("skill files must end in .yaml, .yml or .json", source=source)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SkillFileError("no such file; check the path", source=source) from None
+    except IsADirectoryError:
+        raise SkillFileError("is a directory, not a skill file", source=source) from None
+    except UnicodeDecodeError:
+        raise SkillFileError("is not UTF-8 text", source=source) from None
+    data = decode_skill_text(text, source=source, fmt="json" if suffix == ".json" else "yaml")
+    return parse_skills(data, source=source)
+
+
+def needs(spec: SkillSpec) -> dict[str, int]:
+    """What must be in hand before one run: requirements, raised to cover what it consumes."""
+    out = dict(spec.requires)
+    for key, amount in spec.consumes.items():
+        out[key] = max(out.get(key, 0), amount)
+    return out
+
+
+def providers(specs: Iterable[SkillSpec]) -> dict[str, list[str]]:
+    """key → skills gaining it, in file order (the first is the default provider)."""
+    out: dict[str, list[str]] = {}
+    for spec in specs:
+        for key in spec.gains:
+            out.setdefault(key, []).append(spec.name)
+    return out
+
+
+def provider_for(spec: SkillSpec, key: str, by_key: Mapping[str, list[str]]) -> str | None:
+    """The skill that supplies ``key`` to ``spec``: an explicit dependency if one provides it,
+    else the first provider in file order; never ``spec`` itself."""
+    candidates = [p for p in by_key.get(key, []) if p != spec.name]
+    for dep in spec.depends_on:
+        if dep in candidates:
+            return dep
+    return candidates[0] if candidates else None
+
+
+def build_graph(specs: list[SkillSpec], *, source: str | None = None) -> nx.DiGraph:
+    """Edges point from a dependency to its dependant (topological order = training order)."""
+    seen: dict[str, str] = {}
+    for spec in specs:
+        folded = spec.name.casefold()
+        if folded in seen:
+            same = "" if seen[folded] == spec.name else f" (same as {seen[folded]!r} on a case-insensitive store)"
+            raise SkillFileError(f"duplicate skill name{same}; rename one of them", source=source, skill=spec.name)
+        seen[folded] = spec.name
+    by_name = {s.name: s for s in specs}
+    by_key = providers(specs)
+    graph = nx.DiGraph()
+    for spec in specs:
+        graph.add_node(spec.name, spec=spec)
+    for spec in specs:
+        for dep in spec.depends_on:
+            if dep == spec.name:
+                raise SkillFileError("'depends_on' names the skill itself", source=source, skill=spec.name)
+            if dep not in by_name:
+                raise SkillFileError(
+                    f"'depends_on' names unknown skill {dep!r}{_suggest(dep, by_name)}; define it in the file",
+                    source=source, skill=spec.name)
+            graph.add_edge(dep, spec.name, reason="depends_on")
+        for key in needs(spec):
+            provider = provider_for(spec, key, by_key)
+            if provider is None:
+                raise SkillFileError(
+                    f"requires {key!r} but no skill gains it; add a skill with gains: {{{key}: 1}} "
+                    "or remove the requirement", source=source, skill=spec.name)
+            graph.add_edge(provider, spec.name, reason=key)
+    try:
+        cycle = nx.find_cycle(graph)
+    except nx.NetworkXNoCycle:
+        return graph
+    path = " -> ".join([u for u, _ in cycle] + [cycle[0][0]])
+    raise SkillFileError(f"dependency cycle {path}; break it by removing one requirement or depends_on",
+                         source=source, skill=cycle[0][0])
+
+
+def training_order(graph: nx.DiGraph) -> list[str]:
+    """A deterministic topological order (ties broken by name)."""
+    return list(nx.lexicographical_topological_sort(graph))
+
+
+def ancestors(graph: nx.DiGraph, skill: str) -> set[str]:
+    return set(nx.ancestors(graph, skill))
+
+
+def critical_path_lengths(graph: nx.DiGraph, weight: Mapping[str, float] | None = None) -> dict[str, float]:
+    """For each skill, the longest weighted path from it to a sink, itself included.
+
+    A scheduler that starts the ready skill with the largest value first follows critical-path
+    order, which is what keeps the makespan near its lower bound.
+    """
+    w = weight or {}
+    out: dict[str, float] = {}
+    for node in reversed(list(nx.topological_sort(graph))):
+        tail = max((out[s] for s in graph.successors(node)), default=0.0)
+        out[node] = float(w.get(node, 1.0)) + tail
+    return out
+
+
+def critical_path(graph: nx.DiGraph, weight: Mapping[str, float] | None = None) -> list[str]:
+    lengths = critical_path_lengths(graph, weight)
+    if not lengths:
+        return []
+    node = max(sorted(lengths), key=lambda n: lengths[n] if graph.in_degree(n) == 0 else -1)
+    path = [node]
+    while True:
+        succ = sorted(graph.successors(node))
+        if not succ:
+            return path
+        node = max(succ, key=lambda n: lengths[n])
+        path.append(node)

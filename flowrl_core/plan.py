@@ -1,0 +1,121 @@
+"""Execution plans: the ordered ``(skill, count)`` steps a policy follows to run a target skill.
+
+The plan is built by simulating an inventory from empty.  To run a skill, each of its needs
+(requirements, raised to what it consumes) is satisfied by running the key's provider as many
+times as it takes — recursively, one run at a time, so whatever an intermediate run consumes is
+gathered again.  Needs are satisfied deepest-first (the tool before the wood), and the loop
+repeats until all hold at once, because satisfying one need can use up another.  Consecutive
+runs of the same skill are merged into one step with a count.
+
+The distinct skills of the plan are exactly the MoE's experts for training the target.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import networkx as nx
+
+from flowrl_core.errors import SkillFileError
+from flowrl_core.graph import build_graph, needs, provider_for, providers
+from flowrl_core.spec import PlanStep, SkillSpec, is_achievement
+
+MAX_PLAN_RUNS = 10_000
+INVENTORY_CAP = 9  # Craftax-Classic's per-item cap; a plan needing more can never be executed
+
+
+class _Planner:
+    def __init__(self, specs: Sequence[SkillSpec], target: str):
+        self.by_name = {s.name: s for s in specs}
+        self.by_key = providers(specs)
+        self.graph = build_graph(list(specs))
+        self.depth = self._depths()
+        self.target = target
+        self.runs: list[str] = []
+        self.inventory: dict[str, int] = {}
+
+    def _depths(self) -> dict[str, int]:
+        depth: dict[str, int] = {}
+        for node in nx.topological_sort(self.graph):
+            depth[node] = 1 + max((depth[p] for p in self.graph.predecessors(node)), default=0)
+        return depth
+
+    def _fail(self, message: str) -> SkillFileError:
+        return SkillFileError(message, skill=self.target)
+
+    def run(self, name: str, stack: tuple[str, ...]) -> None:
+        if name in stack:
+            raise self._fail(f"cannot plan: {' -> '.join(stack + (name,))} needs itself")
+        spec = self.by_name[name]
+        need = needs(spec)
+        order = sorted(need, key=lambda k: (-self._provider_depth(spec, k), k))
+        for _ in range(len(need) + 2):
+            if all(self.inventory.get(k, 0) >= v for k, v in need.items()):
+                break
+            for key in order:
+                self.satisfy(spec, key, need[key], stack + (name,))
+        else:
+            missing = {k: v for k, v in need.items() if self.inventory.get(k, 0) < v}
+            raise self._fail(f"cannot plan {name!r}: satisfying its needs keeps using up {missing}")
+        for key, amount in spec.consumes.items():
+            self.inventory[key] -= amount
+        for key, amount in spec.gains.items():
+            if is_achievement(key):
+                self.inventory[key] = max(self.inventory.get(key, 0), 1)
+            else:
+                self.inventory[key] = self.inventory.get(key, 0) + amount
+        self.runs.append(name)
+        if len(self.runs) > MAX_PLAN_RUNS:
+            raise self._fail(f"the plan exceeds {MAX_PLAN_RUNS} runs; check gains and consumes")
+
+    def _provider_depth(self, spec: SkillSpec, key: str) -> int:
+        provider = provider_for(spec, key, self.by_key)
+        return self.depth.get(provider, 0) if provider else 0
+
+    def satisfy(self, spec: SkillSpec, key: str, amount: int, stack: tuple[str, ...]) -> None:
+        provider = provider_for(spec, key, self.by_key)
+        if provider is None:
+            raise self._fail(f"{spec.name!r} requires {key!r} but no skill gains it")
+        if not is_achievement(key) and amount > INVENTORY_CAP:
+            raise self._fail(f"{spec.name!r} needs {amount} {key}, over the inventory cap of {INVENTORY_CAP}")
+        per_run = self.by_name[provider].gains[key]
+        while self.inventory.get(key, 0) < amount:
+            before = self.inventory.get(key, 0)
+            for _ in range(max(1, math.ceil((amount - before) / per_run))):
+                self.run(provider, stack)
+            if self.inventory.get(key, 0) <= before:
+                raise self._fail(f"cannot plan: running {provider!r} does not increase {key!r}")
+
+
+def merge_runs(runs: Sequence[str]) -> list[PlanStep]:
+    steps: list[PlanStep] = []
+    for name in runs:
+        if steps and steps[-1].skill == name:
+            steps[-1] = PlanStep(name, steps[-1].count + 1)
+        else:
+            steps.append(PlanStep(name, 1))
+    return steps
+
+
+def execution_plan(specs: Sequence[SkillSpec], target: str) -> list[PlanStep]:
+    """Steps that take an empty inventory to a completed run of ``target`` (target last)."""
+    names = {s.name for s in specs}
+    if target not in names:
+        raise SkillFileError(f"unknown target skill {target!r}; known: {', '.join(sorted(names))}")
+    planner = _Planner(specs, target)
+    planner.run(target, ())
+    return merge_runs(planner.runs)
+
+
+def plan_skills(plan: Sequence[PlanStep]) -> list[str]:
+    """Distinct skills of a plan in first-appearance order: the MoE's members."""
+    return list(dict.fromkeys(step.skill for step in plan))
+
+
+def all_plans(specs: Sequence[SkillSpec]) -> dict[str, list[PlanStep]]:
+    return {s.name: execution_plan(specs, s.name) for s in specs}
+
+
+def plan_from_mapping(steps: Sequence[Mapping[str, object]]) -> list[PlanStep]:
+    return [PlanStep(str(s["skill"]), int(s["count"])) for s in steps]  # type: ignore[call-overload]
