@@ -1,0 +1,370 @@
+"""The expert store: one fsspec URL root holding skills, expert versions, runs and the index.
+
+Layout under the root (every object immutable except run checkpoints/metrics)::
+
+    store.json                                  marker: {"format": "flowrl-store", "version": 1}
+    index/slots/000007.json                     {"skill": ..}: global expert index 7 (create-once)
+    skills/<name>/spec.json                     the skill's declarative spec
+    experts/000007/versions/<key>.json          one merged version of expert 7 (see merge.py)
+    blobs/<sha256>.msgpack                      parameters, content-addressed
+    runs/<run_id>/...                           checkpoints, metrics.jsonl, remap.json, result.json
+
+Why this shape: object stores (S3, GCS) have no locks and no rename, and several machines write
+at once.  So nothing shared is ever read-modified-written: the expert index is a set of
+create-once slot objects, expert versions are append-only records whose fold (max by frames)
+is the current version, and parameters are content-addressed blobs written before the record
+that points at them.  A reader therefore never sees a half-written state, and a crash at any
+point leaves at worst an unreferenced blob.
+
+Writes are atomic per object: on a local disk through a temporary file, fsync and rename; on
+object stores a single PUT is already atomic.  Create-once writes use ``link()`` locally,
+``If-None-Match: *`` on S3 and a process lock for ``memory://``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+from fsspec.implementations.memory import MemoryFileSystem
+
+from flowrl_core.errors import SkillFileError, StoreCorruptError, StoreError, StoreNotFoundError
+from flowrl_core.graph import check_name, parse_skill
+from flowrl_core.spec import SkillSpec
+
+FORMAT = "flowrl-store"
+FORMAT_VERSION = 1
+DEFAULT_STORE = "./flowrl-store"
+_PART = re.compile(r"^[^/\\\x00-\x1f\x7f]{1,120}$")
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,119}$")
+_SLOT = re.compile(r"^(\d{6,})\.json$")
+_MEMORY_LOCK = threading.Lock()
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def check_run_id(run_id: Any) -> str:
+    if not isinstance(run_id, str) or not _RUN_ID.match(run_id) or ".." in run_id:
+        raise StoreError(
+            f"invalid run id {run_id!r}: use 1-120 letters, digits, '_', '-' or '.', starting "
+            "with a letter or digit")
+    return run_id
+
+
+def new_run_id(skill: str) -> str:
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", skill).strip("-")[:40] or "run"
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    return f"{slug}-{stamp}-{uuid.uuid4().hex[:8]}"
+
+
+class Store:
+    """A handle on one store root.  Cheap to create; holds no open files."""
+
+    def __init__(self, url: str = DEFAULT_STORE, *, storage_options: dict[str, Any] | None = None,
+                 create: bool = True):
+        if not isinstance(url, str) or not url.strip():
+            raise StoreError("store URL is empty; pass a folder, file://, memory:// or s3:// URL")
+        self.storage_options = dict(storage_options or {})
+        try:
+            fs, root = fsspec.core.url_to_fs(url, **self.storage_options)
+        except ImportError as exc:
+            raise StoreError(f"store {url}: the backend is not installed ({exc}); for s3:// "
+                             "install flowrl[s3]") from None
+        except (ValueError, TypeError) as exc:
+            raise StoreError(f"store {url}: {exc}; use a folder, file://, memory:// or s3:// URL") from None
+        self.fs = fs
+        self.local = isinstance(fs, LocalFileSystem)
+        if self.local:
+            root = os.path.abspath(root)
+        root = root.rstrip("/")
+        if not root:
+            raise StoreError(f"store {url}: the root of a file system is not a store; name a folder or bucket prefix")
+        self.root = root
+        self.url = self._url_of(root, fs)
+        self._slot_cache: dict[str, str] = {}
+        self._ensure_marker(create)
+
+    @staticmethod
+    def _url_of(root: str, fs: Any) -> str:
+        proto = fs.protocol[0] if isinstance(fs.protocol, (tuple, list)) else fs.protocol
+        if proto in ("file", "local"):
+            return root
+        return f"{proto}://{root.lstrip('/')}" if proto != "memory" else f"memory://{root}"
+
+    # ----------------------------------------------------------------- paths and raw objects
+    def path(self, *parts: str) -> str:
+        """Absolute path of an object; every part is checked so nothing escapes the root."""
+        for part in parts:
+            if not isinstance(part, str) or not _PART.match(part) or part in (".", ".."):
+                raise StoreError(f"unsafe path part {part!r} under store {self.url}")
+        full = "/".join((self.root, *parts))
+        norm = os.path.normpath(full) if self.local else full
+        if not (norm == self.root or norm.startswith(self.root + "/")):
+            raise StoreError(f"path {full} escapes store root {self.root}")
+        return full
+
+    def rel(self, path: str) -> str:
+        return path[len(self.root) + 1:] if path.startswith(self.root + "/") else path
+
+    def _ensure_marker(self, create: bool) -> None:
+        marker = self.path("store.json")
+        if self.fs.exists(marker):
+            data = self.read_json("store.json")
+            if not isinstance(data, dict) or data.get("format") != FORMAT:
+                raise StoreCorruptError(marker, "not a flowrl store marker")
+            if data.get("version", 0) > FORMAT_VERSION:
+                raise StoreError(f"store {self.url} has format version {data.get('version')}; this "
+                                 f"flowrl reads up to {FORMAT_VERSION}: upgrade flowrl")
+            return
+        if not create:
+            raise StoreNotFoundError(f"{self.url} is not a flowrl store (no store.json); run "
+                                     "`flowrl run` to create one or check the URL")
+        if self.fs.exists(self.root):
+            try:
+                entries = self.fs.ls(self.root, detail=False)
+            except (FileNotFoundError, NotADirectoryError):
+                entries = []
+            if not self.fs.isdir(self.root):
+                raise StoreError(f"store root {self.url} is a file; name a folder")
+            if entries:
+                raise StoreError(f"{self.url} is not empty and is not a flowrl store (no store.json); "
+                                 "pick a new or empty folder")
+        self.write_json(("store.json",), {"format": FORMAT, "version": FORMAT_VERSION, "created_at": now_iso()})
+
+    def _parts(self, parts: str | Iterable[str]) -> tuple[str, ...]:
+        return (parts,) if isinstance(parts, str) else tuple(parts)
+
+    def write_bytes(self, parts: str | Iterable[str], data: bytes) -> str:
+        """Atomically replace one object (a reader sees the old or the new bytes, never a mix)."""
+        path = self.path(*self._parts(parts))
+        if self.local:
+            directory = os.path.dirname(path)
+            os.makedirs(directory, exist_ok=True)
+            tmp = os.path.join(directory, f".tmp-{uuid.uuid4().hex}")
+            try:
+                with open(tmp, "wb") as fh:
+                    fh.write(data)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(tmp, path)
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+        else:
+            self.fs.pipe_file(path, data)
+        return path
+
+    def create_exclusive(self, parts: str | Iterable[str], data: bytes) -> bool:
+        """Write an object only if it does not exist yet; False when someone else got there first."""
+        path = self.path(*self._parts(parts))
+        if self.local:
+            directory = os.path.dirname(path)
+            os.makedirs(directory, exist_ok=True)
+            tmp = os.path.join(directory, f".tmp-{uuid.uuid4().hex}")
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            try:
+                os.link(tmp, path)  # atomic and fails if ``path`` exists, content already complete
+                return True
+            except FileExistsError:
+                return False
+            finally:
+                os.unlink(tmp)
+        if isinstance(self.fs, MemoryFileSystem):
+            with _MEMORY_LOCK:
+                if self.fs.exists(path):
+                    return False
+                self.fs.pipe_file(path, data)
+                return True
+        proto = self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
+        if proto in ("s3", "s3a"):
+            try:
+                self.fs.pipe_file(path, data, IfNoneMatch="*")
+                return True
+            except FileExistsError:
+                return False
+            except OSError as exc:
+                if "PreconditionFailed" in str(exc) or "412" in str(exc):
+                    return False
+                raise
+        raise StoreError(f"store {self.url}: create-once writes are not supported on {proto}://; "
+                         "use a local/shared folder, memory:// or s3://")
+
+    def read_bytes(self, parts: str | Iterable[str]) -> bytes:
+        path = self.path(*self._parts(parts))
+        try:
+            return self.fs.cat_file(path)
+        except FileNotFoundError:
+            raise StoreNotFoundError(f"missing object {path} in store {self.url}") from None
+        except IsADirectoryError:
+            raise StoreCorruptError(path, "is a folder where an object was expected") from None
+
+    def read_json(self, parts: str | Iterable[str]) -> Any:
+        parts = self._parts(parts)
+        data = self.read_bytes(parts)
+        try:
+            return json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise StoreCorruptError(self.path(*parts), f"not valid JSON ({exc})") from None
+
+    def write_json(self, parts: str | Iterable[str], value: Any) -> str:
+        return self.write_bytes(parts, json.dumps(value, indent=1, sort_keys=True).encode())
+
+    def exists(self, parts: str | Iterable[str]) -> bool:
+        return self.fs.exists(self.path(*self._parts(parts)))
+
+    def list(self, parts: str | Iterable[str]) -> list[str]:
+        """Names directly under a folder, fresh (listing caches are dropped first), sorted."""
+        path = self.path(*self._parts(parts))
+        self.fs.invalidate_cache(path)
+        try:
+            entries = self.fs.ls(path, detail=False)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        names = (e.rstrip("/").rsplit("/", 1)[-1] for e in entries)
+        return sorted(n for n in names if n and not n.startswith("."))
+
+    def delete(self, parts: str | Iterable[str]) -> None:
+        path = self.path(*self._parts(parts))
+        try:
+            self.fs.rm_file(path)
+        except FileNotFoundError:
+            pass
+
+    # ----------------------------------------------------------------- expert index
+    def expert_indices(self) -> dict[str, int]:
+        """skill → global expert index: the fold of the slot objects (lowest slot wins)."""
+        out: dict[str, int] = {}
+        for name in self.list(("index", "slots")):
+            match = _SLOT.match(name)
+            if not match:
+                continue
+            skill = self._slot_cache.get(name)
+            if skill is None:
+                data = self.read_json(("index", "slots", name))
+                if not isinstance(data, dict) or not isinstance(data.get("skill"), str):
+                    raise StoreCorruptError(self.path("index", "slots", name), "slot without a 'skill' name")
+                skill = self._slot_cache[name] = data["skill"]
+            out.setdefault(skill, int(match.group(1)))
+        return out
+
+    def assign_index(self, skill: str) -> int:
+        """The skill's global index, claiming the next free slot if it has none.
+
+        Two machines assigning at once race on a create-once slot object: the loser re-reads
+        and tries the next slot.  If both claim a slot for the same skill, the lower one wins
+        and the other stays burnt, so an index is never handed out twice or reused.
+        """
+        try:
+            check_name(skill)
+        except SkillFileError as exc:
+            raise StoreError(str(exc)) from None
+        for _ in range(10_000):
+            names = [n for n in self.list(("index", "slots")) if _SLOT.match(n)]
+            current = self.expert_indices()
+            if skill in current:
+                return current[skill]
+            nxt = 1 + max((int(_SLOT.match(n).group(1)) for n in names), default=-1)  # type: ignore[union-attr]
+            slot = f"{nxt:06d}.json"
+            body = json.dumps({"skill": skill, "claimed_at": now_iso()}).encode()
+            if self.create_exclusive(("index", "slots", slot), body):
+                self._slot_cache[slot] = skill
+                return self.expert_indices()[skill]
+        raise StoreError(f"store {self.url}: could not claim an expert index for {skill!r}")
+
+    # ----------------------------------------------------------------- skill specs
+    def save_skill(self, spec: SkillSpec) -> None:
+        self.write_json(("skills", spec.name, "spec.json"), spec.to_dict())
+
+    def load_skill(self, name: str) -> SkillSpec:
+        data = self.read_json(("skills", name, "spec.json"))
+        try:
+            return parse_skill(data, source=self.path("skills", name, "spec.json"))
+        except SkillFileError as exc:
+            raise StoreCorruptError(self.path("skills", name, "spec.json"), str(exc)) from None
+
+    def skill_names(self) -> list[str]:
+        return self.list("skills")
+
+    # ----------------------------------------------------------------- runs
+    def run(self, run_id: str) -> "RunStore":
+        return RunStore(self, check_run_id(run_id))
+
+    def run_ids(self) -> list[str]:
+        return self.list("runs")
+
+
+@dataclass
+class RunStore:
+    """One training run's folder: checkpoints (resume), metrics, remap and result."""
+
+    store: Store
+    run_id: str
+    keep_checkpoints: int = 2
+
+    def parts(self, *rest: str) -> tuple[str, ...]:
+        return ("runs", self.run_id, *rest)
+
+    # CheckpointIO protocol used by the trainer -------------------------------------------
+    def save(self, update: int, data: bytes) -> None:
+        if isinstance(update, bool) or not isinstance(update, int) or update < 0:
+            raise StoreError(f"run {self.run_id}: checkpoint update must be a non-negative int, got {update!r}")
+        self.store.write_bytes(self.parts("checkpoints", f"{update:09d}.msgpack"), data)
+        for old in self.checkpoints()[:-self.keep_checkpoints]:
+            self.store.delete(self.parts("checkpoints", old))
+
+    def checkpoints(self) -> list[str]:
+        return [n for n in self.store.list(self.parts("checkpoints")) if re.match(r"^\d{9}\.msgpack$", n)]
+
+    def load_latest(self) -> bytes | None:
+        names = self.checkpoints()
+        return self.store.read_bytes(self.parts("checkpoints", names[-1])) if names else None
+
+    def latest_checkpoint_path(self) -> str | None:
+        names = self.checkpoints()
+        return self.store.path(*self.parts("checkpoints", names[-1])) if names else None
+
+    # metrics, documents ---------------------------------------------------------------------
+    def write_metrics(self, rows: list[dict[str, Any]]) -> None:
+        """Rewrite the whole JSON-lines file: appends do not exist on object stores."""
+        body = "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows)
+        self.store.write_bytes(self.parts("metrics.jsonl"), body.encode())
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        if not self.store.exists(self.parts("metrics.jsonl")):
+            return []
+        raw = self.store.read_bytes(self.parts("metrics.jsonl")).decode("utf-8", errors="replace")
+        rows = []
+        for i, line in enumerate(raw.splitlines()):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                raise StoreCorruptError(self.store.path(*self.parts("metrics.jsonl")), f"line {i + 1} is not JSON") from None
+        return rows
+
+    def write_doc(self, name: str, value: Any) -> str:
+        return self.store.write_json(self.parts(name), value)
+
+    def read_doc(self, name: str) -> Any:
+        return self.store.read_json(self.parts(name))
+
+    def has_doc(self, name: str) -> bool:
+        return self.store.exists(self.parts(name))
+
+    def write_artifact(self, name: str, data: bytes) -> str:
+        return self.store.write_bytes(self.parts("artifacts", name), data)
