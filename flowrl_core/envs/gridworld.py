@@ -340,7 +340,9 @@ class Gridworld:
             """Mask of ``count`` distinct random cells among ``allowed`` (Gumbel top-k)."""
             score = jnp.where(allowed.reshape(-1), jax.random.uniform(key, (n * n,)), -1.0)
             _, idx = jax.lax.top_k(score, count)
-            return jnp.zeros(n * n, bool).at[idx].set(True) & allowed.reshape(-1)
+            # a compare instead of a scatter: batched scatters compile slowly on CPU
+            chosen = jnp.any(jnp.arange(n * n)[:, None] == idx[None, :], axis=1)
+            return chosen & allowed.reshape(-1)
 
         k_dia, k_iron, k_coal = jax.random.split(k_ore, 3)
         diamond = pick(k_dia, rows == 0, cfg.num_diamond)
