@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from flowrl_core.errors import StoreCorruptError, StoreError
@@ -136,6 +136,15 @@ def read_version(store: Store, index: int, key: VersionKey) -> ExpertVersion:
     return version
 
 
+def version_by_id(store: Store, version_id: str) -> ExpertVersion:
+    """Read the version named by :attr:`ExpertVersion.version_id` (``"<index>:<record stem>"``)."""
+    index, _, stem = str(version_id).partition(":")
+    key = VersionKey.parse(stem + ".json")
+    if not index.isdigit() or key is None:
+        raise StoreError(f"malformed expert version id {version_id!r}")
+    return read_version(store, int(index), key)
+
+
 def current_version(store: Store, index: int) -> ExpertVersion | None:
     keys = version_keys(store, index)
     return read_version(store, index, keys[-1]) if keys else None
@@ -214,11 +223,3 @@ def expert_frames(store: Store, indices: Mapping[str, int]) -> dict[str, int]:
         out[skill] = v.frames if v else 0
     return out
 
-
-@dataclass
-class MergeReport:
-    run_id: str
-    decisions: list[Decision] = field(default_factory=list)
-
-    def table(self) -> list[dict[str, Any]]:
-        return [d.to_dict() for d in self.decisions]

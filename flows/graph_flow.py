@@ -1,0 +1,152 @@
+"""The main job: ``train-skill-graph`` trains every skill of a skill file as a Prefect DAG.
+
+Order of business: validate everything (graph, plans, configs, environment names) before
+anything is written; claim expert indices; submit one ``skill`` task per skill with
+``wait_for`` = its dependencies' futures; watch them finish while a progress artifact moves;
+publish the results table and the DAG.  A failed skill fails only its descendants (Prefect
+leaves them NotReady; the summary says which upstream failed); independent branches finish,
+and the flow then ends Failed with the partial results attached.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import (
+    create_markdown_artifact, create_progress_artifact, create_table_artifact, update_progress_artifact,
+)
+from prefect.futures import wait
+from prefect.states import Completed, Failed
+
+from flowrl_core.config import resolve_config
+from flowrl_core.graph import build_graph, critical_path, critical_path_lengths, load_skill_file, training_order
+from flowrl_core.plan import execution_plan
+from flowrl_core.slots import PrioritySlots
+from flowrl_core.store import DEFAULT_STORE, Store
+from tasks.skill import GraphRun, skill_task
+
+
+def _artifact_key(text: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")[:60] or "flowrl"
+
+
+def dag_markdown(graph, order: list[str], crit: list[str], states: dict[str, str]) -> str:
+    lines = ["# Skill DAG", "", f"**Critical path:** {' → '.join(crit)}", "", "```mermaid", "graph LR"]
+    ids = {name: f"s{i}" for i, name in enumerate(order)}
+    for name in order:
+        lines.append(f'  {ids[name]}["{name} ({states.get(name, "pending")})"]')
+    for u, v in graph.edges:
+        lines.append(f"  {ids[u]} --> {ids[v]}")
+    lines += ["```", "", "| skill | state | depends on |", "|---|---|---|"]
+    for name in order:
+        lines.append(f"| {name} | {states.get(name, 'pending')} | {', '.join(sorted(graph.predecessors(name))) or '—'} |")
+    return "\n".join(lines)
+
+
+@flow(name="train-skill-graph", log_prints=True)
+def train_skill_graph(
+    skills_file: str,
+    store: str = DEFAULT_STORE,
+    env: str = "gridworld",
+    profile: str = "cpu",
+    overrides: dict[str, Any] | None = None,
+    slots: int = 1,
+    gpus: list[str] | None = None,
+    retries: int = 2,
+    only: list[str] | None = None,
+    continuation: bool = False,
+    storage_options: dict[str, Any] | None = None,
+) -> Any:
+    """Train the skills of ``skills_file`` into ``store``.
+
+    ``slots`` caps how many skills train at once; ``gpus`` (e.g. ["0", "1"]) pins slot i to
+    GPU ``gpus[i]`` and sets ``slots = len(gpus)``.  ``only`` restricts the run to those skills
+    (their dependencies must already be in the store).  ``overrides`` are training settings
+    applied to every skill (the skill file's ``train:`` still wins).
+    """
+    logger = get_run_logger()
+    from flowrl_core.envs import make_env  # validates the env name before anything is written
+
+    specs = load_skill_file(skills_file)
+    graph = build_graph(specs)
+    order = training_order(graph)
+    targets = order if not only else [n for n in order if n in set(only)]
+    unknown = sorted(set(only or []) - set(order))
+    if unknown:
+        raise ValueError(f"{skills_file}: --only names unknown skills {unknown}")
+    make_env(env)
+    by_name = {s.name: s for s in specs}
+    configs = {n: resolve_config(profile, overrides, by_name[n].train, skill=n) for n in targets}
+    for n in targets:
+        execution_plan(specs, n)  # every plan must exist before anything trains
+    devices = [str(g) for g in gpus] if gpus else [""] * max(1, int(slots))
+    if int(slots) < 1:
+        raise ValueError(f"slots must be >= 1, got {slots}")
+
+    st = Store(store, storage_options=storage_options)
+    indices = {n: st.assign_index(n) for n in order}
+    lengths = critical_path_lengths(graph)
+    crit = critical_path(graph)
+    logger.info("%d skills, training %d on %d slot(s); order %s; critical path %s", len(order), len(targets),
+                len(devices), " → ".join(targets), " → ".join(crit))
+    ctx = GraphRun(store_url=st.url, storage_options=dict(storage_options or {}), env=env, specs=specs,
+                   configs=configs, slots=PrioritySlots(devices), priority=lengths, retries=int(retries),
+                   continuation=continuation)
+
+    futures = {}
+    for name in targets:
+        upstream = [futures[d] for d in graph.predecessors(name) if d in futures]
+        futures[name] = skill_task.submit(name, ctx, wait_for=upstream)
+
+    progress_id = create_progress_artifact(progress=0.0, key=f"{_artifact_key(skills_file)}-progress",
+                                           description=f"skills trained of {len(targets)}")
+    pending = set(futures.values())
+    while pending:
+        done, pending = wait(list(pending), timeout=2.0)
+        finished = sum(1 for f in futures.values() if f.state.is_final())
+        update_progress_artifact(progress_id, 100.0 * finished / max(1, len(futures)))
+
+    rows, states, failures = [], {}, {}
+    for name in targets:
+        state = futures[name].state
+        if state.is_completed():
+            row = futures[name].result()
+            states[name] = row["status"]
+        else:
+            failed_up = sorted(a for a in graph.predecessors(name) if a in failures or states.get(a) == "skipped")
+            if state.is_failed() or state.is_crashed():
+                states[name] = "failed"
+                try:
+                    futures[name].result(raise_on_failure=True)
+                    reason = state.message or state.name
+                except Exception as exc:  # the skill's own exception, for the summary
+                    reason = f"{type(exc).__name__}: {exc}"
+                failures[name] = reason
+            else:
+                states[name] = "skipped"
+                roots = sorted(a for a in failed_up if a in failures) or failed_up
+                failures[name] = f"upstream failed: {', '.join(roots)}"
+            row = {"skill": name, "status": states[name], "frames": None, "decisions": [], "error": failures[name]}
+        row["expert"] = indices[name]
+        rows.append(row)
+
+    table = [{
+        "skill": r["skill"], "expert": r["expert"], "status": r["status"], "frames": r.get("frames"),
+        "success_rate": r.get("success_rate"), "duration_s": r.get("duration_s"),
+        "decisions": "; ".join(f"{d['skill']}:{d['action']}@{d['current_frames']}" for d in r.get("decisions", [])),
+        "error": r.get("error", ""),
+    } for r in rows]
+    key = _artifact_key(skills_file)
+    create_table_artifact(key=f"{key}-results", table=table, description=f"skills trained into {st.url}")
+    create_markdown_artifact(key=f"{key}-dag", markdown=dag_markdown(graph, order, crit, states),
+                             description="skill DAG, states and critical path")
+    peak = ctx.slots.peak_concurrency()
+    summary = {"store": st.url, "skills": rows, "failed": failures, "peak_concurrency": peak,
+               "timeline": ctx.timeline, "indices": indices}
+    logger.info("done: %s", ", ".join(f"{r['skill']}={r['status']}" for r in rows))
+    if failures:
+        return Failed(message=f"{len(failures)} of {len(targets)} skill(s) did not train: "
+                      + "; ".join(f"{k}: {v}" for k, v in failures.items()), data=summary)
+    return Completed(message=f"{len(targets)} skill(s) trained or already done", data=summary)
