@@ -1,0 +1,148 @@
+"""Adapter from the ``craftax`` package to the flowrl :class:`~flowrl_core.envs.base.Env` protocol.
+
+``craftax`` is an optional extra (``pip install flowrl[craftax]``): importing it costs ~2 s and
+pulls in matplotlib, so it is imported only when a :class:`CraftaxEnv` is built.
+
+What the adapter adds on top of craftax's own ``NoAutoReset`` envs:
+
+* it calls ``reset_env``/``step_env`` directly: craftax's ``reset``/``step`` wrap them in a
+  ``jit`` keyed on ``self`` and substitute default params for ``None``, which we never want
+  inside the trainer's own ``jit``;
+* it strips weak types from every state leaf.  Craftax-Classic's ``reset`` returns a weakly
+  typed ``player_direction`` while ``step`` returns it strongly typed, so a rollout called from
+  Python a second time silently recompiles (15-30 s here; see perf_anchors.md section 2);
+* it exposes inventory and achievements under the Craftax-Classic names shared by every flowrl
+  env, so one skill file serves Gridworld, Craftax-Classic and Craftax.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+
+from flowrl_core.envs.base import StepOut
+from flowrl_core.envs.gridworld import ITEM_NAMES as CLASSIC_ITEM_NAMES
+
+PyTree = Any
+
+CRAFTAX_ENV_NAMES: tuple[str, ...] = ("Craftax-Classic-Symbolic-v1", "Craftax-Symbolic-v1")
+
+_ENV_CLASSES = {  # name -> (module, NoAutoReset class, constants module)
+    "Craftax-Classic-Symbolic-v1": (
+        "craftax.craftax_classic.envs.craftax_symbolic_env",
+        "CraftaxClassicSymbolicEnvNoAutoReset",
+        "craftax.craftax_classic.constants",
+    ),
+    "Craftax-Symbolic-v1": (
+        "craftax.craftax.envs.craftax_symbolic_env",
+        "CraftaxSymbolicEnvNoAutoReset",
+        "craftax.craftax.constants",
+    ),
+}
+
+_LEVELS = ("wood", "stone", "iron", "diamond")  # full Craftax stores tools as a level 1-4
+_POTIONS = ("red", "green", "blue", "pink", "cyan", "yellow")  # order of inventory.potions
+FULL_EXTRA_ITEMS: tuple[str, ...] = (
+    "diamond_pickaxe", "diamond_sword", "bow", "arrows", "torches", "ruby", "sapphire", "books",
+    "iron_armour", "diamond_armour", *(f"potion_{c}" for c in _POTIONS),
+)  # fmt: skip
+
+
+def _import_craftax(module: str) -> Any:
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        if err.name is not None and err.name.split(".")[0] != "craftax":
+            raise
+        raise ImportError(
+            "Craftax environments need the optional 'craftax' package: "
+            "install flowrl[craftax] (pip install 'flowrl[craftax]')"
+        ) from err
+
+
+def _strong(x: Any) -> Any:
+    """Drop weak typing (and Python scalars) so reset and step states have identical types."""
+    x = jnp.asarray(x)
+    if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+        return x
+    return jax.lax.convert_element_type(x, x.dtype)
+
+
+def _classic_inventory(inv: Any) -> list[jax.Array]:
+    return [getattr(inv, name) for name in CLASSIC_ITEM_NAMES]
+
+
+def _full_inventory(inv: Any) -> list[jax.Array]:
+    """Full Craftax keeps one pickaxe/sword *level*; owning a better tool counts as owning the
+    lesser ones too, as in Craftax-Classic where crafting a stone pickaxe keeps the wood one."""
+    counts: dict[str, jax.Array] = {
+        name: getattr(inv, name) for name in ("wood", "stone", "coal", "iron", "diamond", "sapling")
+    }
+    for level, material in enumerate(_LEVELS, start=1):
+        counts[f"{material}_pickaxe"] = (inv.pickaxe >= level).astype(jnp.int32)
+        counts[f"{material}_sword"] = (inv.sword >= level).astype(jnp.int32)
+    for name in ("bow", "arrows", "torches", "ruby", "sapphire", "books"):
+        counts[name] = getattr(inv, name)
+    counts["iron_armour"] = (inv.armour >= 1).sum(axis=-1)
+    counts["diamond_armour"] = (inv.armour >= 2).sum(axis=-1)
+    for i, colour in enumerate(_POTIONS):
+        counts[f"potion_{colour}"] = inv.potions[..., i]
+    return [counts[name] for name in CLASSIC_ITEM_NAMES + FULL_EXTRA_ITEMS]
+
+
+class CraftaxEnv:
+    """A Craftax symbolic env behind the flowrl protocol (step never auto-resets)."""
+
+    def __init__(self, name: str = "Craftax-Classic-Symbolic-v1") -> None:
+        if name not in _ENV_CLASSES:
+            raise ValueError(f"unknown Craftax env {name!r}; expected one of {CRAFTAX_ENV_NAMES}")
+        module, cls_name, constants = _ENV_CLASSES[name]
+        self._env = getattr(_import_craftax(module), cls_name)()
+        self.name = name
+        self.classic = name.startswith("Craftax-Classic")
+        achievement_enum = _import_craftax(constants).Achievement
+        by_index = {a.value: a.name.lower() for a in achievement_enum}
+        if sorted(by_index) != list(range(len(by_index))):
+            raise RuntimeError(f"{name}: achievement indices are not 0..n-1: {sorted(by_index)}")
+        self.achievement_names: tuple[str, ...] = tuple(by_index[i] for i in range(len(by_index)))
+        if self.classic:
+            self.item_names: tuple[str, ...] = CLASSIC_ITEM_NAMES
+            self._inventory_fields: Callable[[Any], list[jax.Array]] = _classic_inventory
+        else:
+            self.item_names = CLASSIC_ITEM_NAMES + FULL_EXTRA_ITEMS
+            self._inventory_fields = _full_inventory
+        self.num_actions: int = int(self._env.num_actions)
+        self.obs_shape: tuple[int, ...] = tuple(self._env.observation_space(self.default_params).shape)
+
+    def __repr__(self) -> str:
+        return f"CraftaxEnv({self.name!r})"
+
+    @property
+    def default_params(self) -> PyTree:
+        return self._env.default_params
+
+    def reset(self, key: jax.Array, params: PyTree) -> tuple[jax.Array, PyTree]:
+        obs, state = self._env.reset_env(key, params)
+        return jnp.asarray(obs, jnp.float32), jax.tree.map(_strong, state)
+
+    def step(self, key: jax.Array, state: PyTree, action: jax.Array, params: PyTree) -> StepOut:
+        obs, state, reward, done, info = self._env.step_env(key, state, action, params)
+        return StepOut(
+            obs=jnp.asarray(obs, jnp.float32),
+            state=jax.tree.map(_strong, state),
+            reward=jnp.asarray(reward, jnp.float32),
+            done=jnp.asarray(done, jnp.bool_),
+            # Craftax's per-achievement info duplicates achievements(); keep only the discount
+            # so every flowrl env returns the same info keys.
+            info={"discount": jnp.asarray(info["discount"], jnp.float32)},
+        )
+
+    def inventory(self, state: PyTree) -> jax.Array:
+        fields = self._inventory_fields(state.inventory)
+        return jnp.stack([jnp.asarray(f, jnp.int32) for f in fields], axis=-1)
+
+    def achievements(self, state: PyTree) -> jax.Array:
+        return jnp.asarray(state.achievements, jnp.bool_)
