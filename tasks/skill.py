@@ -54,10 +54,10 @@ class GraphRun:
 
 
 @task(name="setup", cache_policy=NO_CACHE, task_run_name="setup {skill}")
-def setup_task(skill: str, ctx: GraphRun) -> skill_run.SetupResult:
+def setup_task(skill: str, ctx: GraphRun, run_id: str | None = None) -> skill_run.SetupResult:
     logger = get_run_logger()
     result = skill_run.setup(ctx.store(), ctx.specs, skill, env=ctx.env, config=ctx.configs[skill],
-                             continuation=ctx.continuation)
+                             continuation=ctx.continuation, run_id=run_id)
     if result.job is None:
         logger.info("%s already trained %d frames (budget %d): nothing to do", skill, result.done_frames,
                     ctx.configs[skill]["total_timesteps"])

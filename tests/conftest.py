@@ -39,3 +39,21 @@ def s3_server():
 def s3_url(s3_server) -> tuple[str, dict]:
     _, options = s3_server
     return f"s3://flowrl/test-{uuid.uuid4().hex[:10]}", options
+
+
+@pytest.fixture(scope="session")
+def prefect_harness(tmp_path_factory):
+    """Prefect's own test harness: a temporary database and API server for this session."""
+    from prefect.settings import (
+        PREFECT_HOME, PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW, PREFECT_RESULTS_LOCAL_STORAGE_PATH,
+        PREFECT_SERVER_ANALYTICS_ENABLED, temporary_settings,
+    )
+    from prefect.testing.utilities import prefect_test_harness
+
+    home = tmp_path_factory.mktemp("prefect_home")
+    with temporary_settings(updates={
+        PREFECT_HOME: home, PREFECT_RESULTS_LOCAL_STORAGE_PATH: home / "storage",
+        PREFECT_SERVER_ANALYTICS_ENABLED: False, PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW: "ignore",
+    }):
+        with prefect_test_harness(server_startup_timeout=120):
+            yield
