@@ -58,13 +58,16 @@ def train_skill_graph(
     only: list[str] | None = None,
     continuation: bool = False,
     storage_options: dict[str, Any] | None = None,
+    launcher: str = "local",
+    deployment: str = "train-skill/train-skill",
 ) -> Any:
     """Train the skills of ``skills_file`` into ``store``.
 
     ``slots`` caps how many skills train at once; ``gpus`` (e.g. ["0", "1"]) pins slot i to
     GPU ``gpus[i]`` and sets ``slots = len(gpus)``.  ``only`` restricts the run to those skills
     (their dependencies must already be in the store).  ``overrides`` are training settings
-    applied to every skill (the skill file's ``train:`` still wins).
+    applied to every skill (the skill file's ``train:`` still wins).  ``launcher="pool"`` runs
+    each skill as a child flow run of ``deployment`` on its work pool (see prefect.yaml).
     """
     logger = get_run_logger()
     from flowrl_core.envs import make_env  # validates the env name before anything is written
@@ -84,6 +87,8 @@ def train_skill_graph(
     devices = [str(g) for g in gpus] if gpus else [""] * max(1, int(slots))
     if int(slots) < 1:
         raise ValueError(f"slots must be >= 1, got {slots}")
+    if launcher not in ("local", "pool"):
+        raise ValueError(f"launcher must be 'local' or 'pool', got {launcher!r}")
 
     st = Store(store, storage_options=storage_options)
     indices = {n: st.assign_index(n) for n in order}
@@ -93,7 +98,8 @@ def train_skill_graph(
                 len(devices), " → ".join(targets), " → ".join(crit))
     ctx = GraphRun(store_url=st.url, storage_options=dict(storage_options or {}), env=env, specs=specs,
                    configs=configs, slots=PrioritySlots(devices), priority=lengths, retries=int(retries),
-                   continuation=continuation)
+                   continuation=continuation, launcher=launcher, deployment=deployment,
+                   skills_doc={"skills": [s.to_dict() for s in specs]})
 
     futures = {}
     for name in targets:

@@ -47,6 +47,9 @@ class GraphRun:
     retries: int = 2
     retry_delay_s: float = 1.0
     continuation: bool = False
+    launcher: str = "local"  # "pool": each skill is a child flow run of the train-skill deployment
+    deployment: str = "train-skill/train-skill"
+    skills_doc: dict[str, Any] = field(default_factory=dict)
     timeline: list[dict[str, Any]] = field(default_factory=list)
 
     def store(self) -> Store:
@@ -147,11 +150,53 @@ def skill_task(skill: str, ctx: GraphRun) -> dict[str, Any]:
         return {"skill": skill, "status": "already done", "frames": setup.done_frames, "decisions": [],
                 "duration_s": round(time.time() - started, 2)}
     run_id = setup.job.run_id
-    trainer = train_task.with_options(retries=ctx.retries, retry_delay_seconds=ctx.retry_delay_s)
-    result = trainer(skill, run_id, ctx)
-    decisions = merge_task(skill, run_id, ctx)
+    if ctx.launcher == "pool":
+        result, decisions = _run_on_pool(skill, run_id, ctx)
+    else:
+        trainer = train_task.with_options(retries=ctx.retries, retry_delay_seconds=ctx.retry_delay_s)
+        result = trainer(skill, run_id, ctx)
+        decisions = merge_task(skill, run_id, ctx)
     return {
         "skill": skill, "status": "trained", "run_id": run_id, "resumed": setup.resumed,
         "frames": result["frames"], "success_rate": result.get("metrics", {}).get("success_rate"),
         "decisions": decisions, "duration_s": round(time.time() - started, 2),
     }
+
+
+def _run_on_pool(skill: str, run_id: str, ctx: GraphRun) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Train and merge ``run_id`` as a child flow run on the GPU pool, retrying crashed runs.
+
+    The pool's concurrency limit caps trainings across all machines; the orchestrator's own
+    slots (same count) only decide which ready skill asks first (critical-path order).  Results
+    come back through the store, not Prefect results (a deployment run's result is not
+    readable by the parent without shared result storage).
+    """
+    from prefect.deployments import run_deployment
+
+    logger = get_run_logger()
+    params = {"skill": skill, "skills": ctx.skills_doc, "store": ctx.store_url, "env": ctx.env,
+              "config": ctx.configs[skill], "run_id": run_id, "retries": 0, "continuation": ctx.continuation,
+              "storage_options": ctx.storage_options}
+    last = None
+    with ctx.slots.hold(skill, ctx.priority.get(skill, 0.0)) as (slot, _):
+        for attempt in range(ctx.retries + 1):
+            started = time.time()
+            flow_run = run_deployment(ctx.deployment, parameters=params, timeout=None, as_subflow=True,
+                                      poll_interval=1, flow_run_name=f"{skill} ({run_id}, try {attempt + 1})")
+            state = flow_run.state
+            ctx.timeline.append({"skill": skill, "slot": slot, "start": started, "end": time.time(),
+                                 "exit": 0 if state and state.is_completed() else 1, "flow_run": str(flow_run.id)})
+            if state is not None and state.is_completed():
+                break
+            last = state
+            logger.warning("%s: child flow run %s ended %s (%s); attempt %d of %d", skill, flow_run.id,
+                           state.name if state else "?", state.message if state else "", attempt + 1, ctx.retries + 1)
+        else:
+            raise TrainingFailed(f"skill {skill!r}: every pool attempt failed; last: "
+                                 f"{last.name if last else '?'} {last.message if last else ''}")
+    store = ctx.store()
+    result = skill_run.read_result(store, run_id)
+    run = store.run(run_id)
+    if result is None or not run.has_doc("merge.json"):
+        raise TrainingFailed(f"skill {skill!r}: child flow completed but run {run_id} has no result/merge record")
+    return result, run.read_doc("merge.json")
