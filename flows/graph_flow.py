@@ -21,7 +21,9 @@ from prefect.futures import wait
 from prefect.states import Completed, Failed
 
 from flowrl_core.config import resolve_config
-from flowrl_core.graph import build_graph, critical_path, critical_path_lengths, load_skill_file, training_order
+from flowrl_core.graph import (
+    build_graph, critical_path, critical_path_lengths, load_skill_file, parse_skills, training_order,
+)
 from flowrl_core.plan import execution_plan
 from flowrl_core.slots import PrioritySlots
 from flowrl_core.store import DEFAULT_STORE, Store
@@ -47,7 +49,7 @@ def dag_markdown(graph, order: list[str], crit: list[str], states: dict[str, str
 
 @flow(name="train-skill-graph", log_prints=True)
 def train_skill_graph(
-    skills_file: str,
+    skills_file: str | None = None,
     store: str = DEFAULT_STORE,
     env: str = "gridworld",
     profile: str = "cpu",
@@ -60,6 +62,7 @@ def train_skill_graph(
     storage_options: dict[str, Any] | None = None,
     launcher: str = "local",
     deployment: str = "train-skill/train-skill",
+    skills: dict[str, Any] | None = None,
 ) -> Any:
     """Train the skills of ``skills_file`` into ``store``.
 
@@ -72,16 +75,22 @@ def train_skill_graph(
     logger = get_run_logger()
     from flowrl_core.envs import make_env  # validates the env name before anything is written
 
-    specs = load_skill_file(skills_file)
+    if (skills_file is None) == (skills is None):
+        raise ValueError("pass exactly one of skills_file (a path) or skills (the decoded file)")
+    specs = load_skill_file(skills_file) if skills_file else parse_skills(skills, source="parameter 'skills'")
+    label = skills_file or "skills"
     graph = build_graph(specs)
     order = training_order(graph)
     targets = order if not only else [n for n in order if n in set(only)]
     unknown = sorted(set(only or []) - set(order))
     if unknown:
-        raise ValueError(f"{skills_file}: --only names unknown skills {unknown}")
+        raise ValueError(f"{label}: only= names unknown skills {unknown}")
     make_env(env)
     by_name = {s.name: s for s in specs}
     configs = {n: resolve_config(profile, overrides, by_name[n].train, skill=n) for n in targets}
+    if continuation and overrides and "total_timesteps" in overrides:  # extra frames beat the file's budget
+        for cfg in configs.values():
+            cfg["total_timesteps"] = int(overrides["total_timesteps"])
     for n in targets:
         execution_plan(specs, n)  # every plan must exist before anything trains
     devices = [str(g) for g in gpus] if gpus else [""] * max(1, int(slots))
@@ -106,7 +115,7 @@ def train_skill_graph(
         upstream = [futures[d] for d in graph.predecessors(name) if d in futures]
         futures[name] = skill_task.submit(name, ctx, wait_for=upstream)
 
-    progress_id = create_progress_artifact(progress=0.0, key=f"{_artifact_key(skills_file)}-progress",
+    progress_id = create_progress_artifact(progress=0.0, key=f"{_artifact_key(label)}-progress",
                                            description=f"skills trained of {len(targets)}")
     pending = set(futures.values())
     while pending:
@@ -144,7 +153,7 @@ def train_skill_graph(
         "decisions": "; ".join(f"{d['skill']}:{d['action']}@{d['current_frames']}" for d in r.get("decisions", [])),
         "error": r.get("error", ""),
     } for r in rows]
-    key = _artifact_key(skills_file)
+    key = _artifact_key(label)
     create_table_artifact(key=f"{key}-results", table=table, description=f"skills trained into {st.url}")
     create_markdown_artifact(key=f"{key}-dag", markdown=dag_markdown(graph, order, crit, states),
                              description="skill DAG, states and critical path")
