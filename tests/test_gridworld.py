@@ -308,3 +308,16 @@ def test_reset_bank_gives_distinct_fresh_states(env, vreset, vstep):
     assert bool(jnp.array_equal(new_state.map[2], bank.state.map[1]))
     assert bool(jnp.array_equal(new_obs[2], bank.obs[1]))
     assert int(bank.cursor) == 2
+
+
+def test_registry_builds_gridworld_and_rejects_unknown_names():
+    from flowrl_core.envs import ENV_NAMES, make_env
+
+    assert {"Gridworld-v0", "Craftax-Classic-Symbolic-v1", "Craftax-Symbolic-v1"} <= set(ENV_NAMES)
+    assert make_env("gridworld").name == make_env("Gridworld-v0").name == "Gridworld-v0"
+    assert make_env("gridworld", size=11).config.size == 11
+    with pytest.raises(ValueError, match="Did you mean 'gridworld'") as err:
+        make_env("gridwrld")
+    assert "Craftax-Classic-Symbolic-v1" in str(err.value)
+    with pytest.raises(ValueError, match="Did you mean 'Craftax-Classic-Symbolic-v1'"):
+        make_env("craftax-classic-symbolic-v1")

@@ -1,0 +1,96 @@
+"""CraftaxEnv adapter.  Craftax-Classic compiles reset + a step scan in ~10-15 s here, so its
+checks share one module-scoped compile; full Craftax (~25-30 s) is marked slow."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+pytest.importorskip("craftax")
+
+from flowrl_core.envs import make_env  # noqa: E402
+from flowrl_core.envs.base import Env  # noqa: E402
+from flowrl_core.envs.gridworld import ACHIEVEMENT_NAMES, ITEM_NAMES  # noqa: E402
+
+STEPS = 4
+
+
+def _signature(tree):
+    return [(x.shape, x.dtype, getattr(x, "weak_type", False)) for x in jax.tree.leaves(tree)]
+
+
+def _rollout(env, params):
+    """reset, then STEPS random actions under one jit (one compile for the whole module)."""
+
+    def run(key):
+        k_reset, k_act, k_step = jax.random.split(key, 3)
+        obs, state = env.reset(k_reset, params)
+        actions = jax.random.randint(k_act, (STEPS,), 0, env.num_actions)
+
+        def body(state, xs):
+            key, action = xs
+            out = env.step(key, state, action, params)
+            return out.state, (out.obs, out.reward, out.done, out.info["discount"],
+                               env.inventory(out.state), env.achievements(out.state))  # fmt: skip
+
+        last, traj = jax.lax.scan(body, state, (jax.random.split(k_step, STEPS), actions))
+        return obs, state, env.inventory(state), env.achievements(state), last, traj
+
+    return jax.jit(run)(jax.random.key(0))
+
+
+@pytest.fixture(scope="module")
+def classic():
+    env = make_env("Craftax-Classic-Symbolic-v1")
+    return env, _rollout(env, env.default_params)
+
+
+def test_classic_names_match_gridworld(classic):
+    env, _ = classic
+    assert isinstance(env, Env)
+    assert env.item_names == ITEM_NAMES
+    assert env.achievement_names == ACHIEVEMENT_NAMES  # same names in the same order
+    assert "wood" in env.item_names and "place_table" in env.achievement_names
+    assert env.num_actions == 17 and env.obs_shape == (1345,)
+
+
+def test_classic_reset_and_steps(classic):
+    env, (obs, state, inv0, ach0, last, traj) = classic
+    assert obs.shape == env.obs_shape and obs.dtype == jnp.float32
+    assert inv0.shape == (len(env.item_names),) and inv0.dtype == jnp.int32
+    assert not np.asarray(inv0).any()
+    assert ach0.shape == (22,) and ach0.dtype == jnp.bool_ and not np.asarray(ach0).any()
+    step_obs, reward, done, discount, inv, ach = traj
+    assert step_obs.shape == (STEPS, *env.obs_shape) and step_obs.dtype == jnp.float32
+    assert reward.dtype == jnp.float32 and done.dtype == jnp.bool_ and not np.asarray(done).any()
+    assert np.asarray(discount).tolist() == [1.0] * STEPS
+    assert inv.shape == (STEPS, 12) and ach.shape == (STEPS, 22)
+    # reset and step hand back identically typed states (no weak types), so a jitted rollout
+    # fed a reset state and then its own output does not recompile
+    assert _signature(state) == _signature(last)
+    assert not any(w for _, _, w in _signature(state))
+
+
+def test_missing_craftax_module_error(monkeypatch):
+    import sys
+
+    from flowrl_core.envs.craftax_env import CraftaxEnv
+
+    monkeypatch.setitem(sys.modules, "craftax.craftax_classic.envs.craftax_symbolic_env", None)
+    with pytest.raises(ImportError, match=r"install flowrl\[craftax\]"):
+        CraftaxEnv("Craftax-Classic-Symbolic-v1")
+
+
+@pytest.mark.slow
+def test_full_craftax_reset_and_steps():
+    env = make_env("Craftax-Symbolic-v1")
+    assert "wood" in env.item_names and "place_table" in env.achievement_names
+    assert env.item_names[:12] == ITEM_NAMES and env.achievement_names[:22] == ACHIEVEMENT_NAMES
+    assert len(env.achievement_names) == 67 and env.num_actions == 43
+    obs, state, inv0, ach0, last, traj = _rollout(env, env.default_params)
+    assert obs.shape == env.obs_shape
+    assert inv0.shape == (len(env.item_names),) and not np.asarray(inv0).any()
+    assert ach0.shape == (67,) and not np.asarray(ach0).any()
+    assert _signature(state) == _signature(last)
