@@ -1,0 +1,305 @@
+"""Mixture-of-experts actor-critic with hard, given routing and exact grouped dispatch.
+
+Each expert is an independent actor MLP and critic MLP (tanh, orthogonal init as in purejaxrl).
+Routing is *given*: every sample carries the local index of the expert that must act on it (the
+plan step it is in), there is no learned router.  The parameters of all K experts are stacked
+on a leading K axis, so an expert can be cut out (:func:`get_expert`) and put into another MoE
+of any size (:func:`set_expert`).
+
+Dispatch, and why it looks like this (see perf_anchors.md §4 and ``benchmarks/trainer.py``):
+
+* Evaluating every expert on every sample costs >= K x, so it is not an option.
+* Classic capacity dispatch (``[K, C]`` buckets, ``C = 1.25 B / K``) is fast but *drops* the
+  samples of an overloaded expert, and in plan-routed PPO the routing is extremely skewed
+  (early on nearly every env is in plan step 0), so a PPO loss would silently lose most of its
+  data.  Making it safe needs ``C = B``, i.e. K x the work again.
+* What we do instead: samples are sorted by expert and each expert's run is padded up to a
+  multiple of a block size ``b`` (the per-expert "capacity" is its exact count rounded up to
+  ``b``).  The padded buffer has the static size ``P = (ceil(B / b) + K - 1) * b``, which
+  provably holds every sample for *any* routing, so nothing is ever dropped.  A grouped linear
+  layer then loops over experts (static K) and, inside, over that expert's blocks (a dynamic
+  trip count), doing one ``[b, in] x [in, out]`` GEMM per block.  Blocks past the used count
+  are never computed, so the work is ``B`` rows plus at most ``b - 1`` padding rows per expert
+  that has samples, whatever the skew.  Reverse mode goes through a hand-written VJP (loops
+  with dynamic trip counts are not differentiable by JAX); it accumulates each expert's weight
+  gradient in a small carry and writes it once per expert, so the cost of the backward pass does
+  not grow with K either.
+
+  The trade-off is GEMM size: ``b``-row GEMMs are less efficient on XLA:CPU than one big GEMM,
+  and a larger ``b`` wastes more padding.  :func:`default_block_size` picks
+  ``b ~ B / (2K)`` clipped to [8, 256], so uniform routing wastes ~25 % at worst and skewed
+  routing wastes almost nothing.  K = 1 skips all of this and runs a plain MLP.
+
+Routing indices must lie in ``[0, K)``; out-of-range values are clipped (an index can not be
+checked inside ``jit``).  The grouped loops are written for a batch axis that is *not* vmapped;
+vmapping the apply function over an extra axis works but turns the loops into selects.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Mapping, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+PyTree = Any
+
+MAX_BLOCK = 256
+MIN_BLOCK = 8
+
+
+# --------------------------------------------------------------------------- parameters
+
+
+@functools.partial(jax.jit, static_argnames=("shape", "scale"))
+def _orthogonal(key: jax.Array, shape: tuple[int, int], scale: float) -> jax.Array:
+    """One orthogonal matrix (purejaxrl's init); jitted per shape because QR compiles slowly."""
+    return nn.initializers.orthogonal(scale)(key, shape, jnp.float32)
+
+
+def init_stacked_mlp(key: jax.Array, num_experts: int, in_features: int, width: int, depth: int,
+                     out_features: int, head_scale: float) -> dict[str, dict[str, jax.Array]]:
+    """``{"layer_i": {kernel [K,in,out], bias [K,out]}, "head": ...}``: sqrt(2) hidden, ``head_scale`` head.
+
+    Experts are drawn one by one (not vmapped) so every K reuses the same compiled QR.
+    """
+    dims = [in_features] + [width] * depth
+    layers = [(f"layer_{i}", dims[i], dims[i + 1], float(np.sqrt(2.0))) for i in range(depth)]
+    layers.append(("head", width, out_features, float(head_scale)))
+    tree: dict[str, dict[str, jax.Array]] = {}
+    for layer_key, (name, fan_in, fan_out, scale) in zip(jax.random.split(key, len(layers)), layers):
+        kernels = [_orthogonal(k, (fan_in, fan_out), scale) for k in jax.random.split(layer_key, num_experts)]
+        tree[name] = {"kernel": jnp.stack(kernels), "bias": jnp.zeros((num_experts, fan_out), jnp.float32)}
+    return tree
+
+
+def init_moe_params(key: jax.Array, num_experts: int, obs_size: int, num_actions: int, width: int = 512,
+                    depth: int = 3) -> dict[str, Any]:
+    """The ``{"actor", "critic"}`` tree of :class:`MoEActorCritic` without tracing its forward pass."""
+    k_actor, k_critic = jax.random.split(key)
+    return {"actor": init_stacked_mlp(k_actor, num_experts, obs_size, width, depth, num_actions, 0.01),
+            "critic": init_stacked_mlp(k_critic, num_experts, obs_size, width, depth, 1, 1.0)}
+
+
+def _layer_names(tree: Mapping[str, Any]) -> list[str]:
+    depth = sum(1 for k in tree if k.startswith("layer_"))
+    return [f"layer_{i}" for i in range(depth)] + ["head"]
+
+
+# --------------------------------------------------------------------------- dispatch
+
+
+class DispatchLayout(NamedTuple):
+    """Where every sample sits in the padded, expert-sorted buffer (see module docstring)."""
+
+    pos: jax.Array  # int32[B]: padded row of sample i
+    src: jax.Array  # int32[P]: sample feeding padded row r (padding rows: any valid sample)
+    block_start: jax.Array  # int32[K]: first block of expert k
+    num_blocks: jax.Array  # int32[K]: blocks used by expert k (ceil(count_k / b))
+    block: int  # rows per block (static)
+
+
+def default_block_size(batch: int, num_experts: int) -> int:
+    """``b ~ B / (2K)``, a power of two in [8, 256]: padding <= ~25 % at uniform routing."""
+    target = max(1, batch // (2 * max(1, num_experts)))
+    b = 1 << (target.bit_length() - 1)
+    return int(min(MAX_BLOCK, max(MIN_BLOCK, b)))
+
+
+def padded_rows(batch: int, num_experts: int, block: int) -> int:
+    """Static buffer size that fits any routing: sum_k ceil(n_k/b) <= ceil(B/b) + K - 1."""
+    return (-(-batch // block) + num_experts - 1) * block
+
+
+def dispatch_layout(expert_idx: jax.Array, num_experts: int, block: int) -> DispatchLayout:
+    batch = expert_idx.shape[0]
+    e = jnp.clip(expert_idx.astype(jnp.int32), 0, num_experts - 1)
+    counts = jnp.bincount(e, length=num_experts).astype(jnp.int32)
+    num_blocks = (counts + block - 1) // block
+    block_start = jnp.cumsum(num_blocks) - num_blocks
+    order = jnp.argsort(e, stable=True).astype(jnp.int32)
+    sorted_e = e[order]
+    run_start = jnp.cumsum(counts) - counts
+    pos_sorted = block_start[sorted_e] * block + jnp.arange(batch, dtype=jnp.int32) - run_start[sorted_e]
+    pos = jnp.zeros((batch,), jnp.int32).at[order].set(pos_sorted)
+    total = padded_rows(batch, num_experts, block)
+    src = jnp.zeros((total,), jnp.int32).at[pos].set(jnp.arange(batch, dtype=jnp.int32))
+    return DispatchLayout(pos, src, block_start.astype(jnp.int32), num_blocks.astype(jnp.int32), block)
+
+
+def _grouped_forward(x, kernel, bias, block_start, num_blocks, block):
+    rows = x.shape[0]
+    out = jnp.zeros((rows, kernel.shape[-1]), x.dtype)
+
+    def per_expert(k, out):
+        w, b = kernel[k], bias[k]
+
+        def per_block(j, out):
+            r = (block_start[k] + j) * block
+            xb = lax.dynamic_slice_in_dim(x, r, block, 0)
+            return lax.dynamic_update_slice_in_dim(out, xb @ w + b, r, 0)
+
+        return lax.fori_loop(0, num_blocks[k], per_block, out)
+
+    return lax.fori_loop(0, kernel.shape[0], per_expert, out)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6))
+def grouped_linear(x, kernel, bias, block_start, num_blocks, block: int, input_is_data: bool):
+    """``y[r] = x[r] @ kernel[e(r)] + bias[e(r)]`` over the used blocks of a padded buffer.
+
+    ``input_is_data`` skips the input gradient (observations are never differentiated).
+    """
+    return _grouped_forward(x, kernel, bias, block_start, num_blocks, block)
+
+
+def _grouped_fwd(x, kernel, bias, block_start, num_blocks, block, input_is_data):
+    out = _grouped_forward(x, kernel, bias, block_start, num_blocks, block)
+    return out, (x, kernel, block_start, num_blocks)
+
+
+def _grouped_bwd(block, input_is_data, res, dy):
+    x, kernel, block_start, num_blocks = res
+    n_exp, fan_in, fan_out = kernel.shape
+
+    def per_expert(k, carry):
+        dx, dw, db = carry
+        w = kernel[k]
+
+        def per_block(j, c):
+            dx, gw, gb = c
+            r = (block_start[k] + j) * block
+            xb = lax.dynamic_slice_in_dim(x, r, block, 0)
+            dyb = lax.dynamic_slice_in_dim(dy, r, block, 0)
+            if not input_is_data:
+                dx = lax.dynamic_update_slice_in_dim(dx, dyb @ w.T, r, 0)
+            return dx, gw + xb.T @ dyb, gb + dyb.sum(0)
+
+        zero = (jnp.zeros((fan_in, fan_out), kernel.dtype), jnp.zeros((fan_out,), kernel.dtype))
+        dx, gw, gb = lax.fori_loop(0, num_blocks[k], per_block, (dx, *zero))
+        return dx, dw.at[k].set(gw), db.at[k].set(gb)
+
+    init = (jnp.zeros_like(x), jnp.zeros_like(kernel), jnp.zeros((n_exp, fan_out), kernel.dtype))
+    dx, dw, db = lax.fori_loop(0, n_exp, per_expert, init)
+    return dx, dw, db, None, None
+
+
+grouped_linear.defvjp(_grouped_fwd, _grouped_bwd)
+
+
+def _dense_mlp(tree: Mapping[str, Any], x: jax.Array, index: int | None) -> jax.Array:
+    """One expert (``index``) or an unstacked subtree (``index=None``) as a plain MLP."""
+    names = _layer_names(tree)
+    h = x
+    for name in names:
+        w, b = tree[name]["kernel"], tree[name]["bias"]
+        if index is not None:
+            w, b = w[index], b[index]
+        h = h @ w + b
+        if name != "head":
+            h = jnp.tanh(h)
+    return h
+
+
+def _grouped_mlp(tree: Mapping[str, Any], xs: jax.Array, layout: DispatchLayout) -> jax.Array:
+    h = xs
+    for i, name in enumerate(_layer_names(tree)):
+        h = grouped_linear(h, tree[name]["kernel"], tree[name]["bias"], layout.block_start,
+                           layout.num_blocks, layout.block, i == 0)
+        if name != "head":
+            h = jnp.tanh(h)
+    return h
+
+
+def moe_forward(actor: Mapping[str, Any], critic: Mapping[str, Any], x: jax.Array, expert_idx: jax.Array,
+                block_size: int | None = None) -> tuple[jax.Array, jax.Array]:
+    """(logits [B, A], value [B]) with sample i run through expert ``expert_idx[i]`` only."""
+    num_experts = actor["head"]["kernel"].shape[0]
+    if num_experts == 1:
+        return _dense_mlp(actor, x, 0), _dense_mlp(critic, x, 0)[:, 0]
+    block = block_size or default_block_size(x.shape[0], num_experts)
+    layout = dispatch_layout(expert_idx, num_experts, block)
+    xs = x[layout.src]
+    logits = _grouped_mlp(actor, xs, layout)[layout.pos]
+    value = _grouped_mlp(critic, xs, layout)[layout.pos, 0]
+    return logits, value
+
+
+class MoEActorCritic(nn.Module):
+    """K independent actor-critic experts; ``__call__(obs [B, ...], expert_idx int[B])``.
+
+    Parameters: ``{"actor": T, "critic": T}`` with ``T = {"layer_0".."layer_{depth-1}", "head"}``
+    and every leaf stacked on a leading K axis.
+    """
+
+    num_experts: int
+    num_actions: int
+    width: int = 512
+    depth: int = 3
+    block_size: int | None = None  # None: default_block_size(batch, K)
+
+    @nn.compact
+    def __call__(self, obs: jax.Array, expert_idx: jax.Array) -> tuple[jax.Array, jax.Array]:
+        x = obs.reshape(obs.shape[0], -1).astype(jnp.float32)
+        d = x.shape[-1]
+        actor = self.param("actor", lambda k: init_stacked_mlp(k, self.num_experts, d, self.width, self.depth,
+                                                               self.num_actions, 0.01))
+        critic = self.param("critic", lambda k: init_stacked_mlp(k, self.num_experts, d, self.width, self.depth,
+                                                                 1, 1.0))
+        if self.is_initializing():  # shapes only: do not trace the grouped loops just to init
+            return jnp.zeros((x.shape[0], self.num_actions)), jnp.zeros((x.shape[0],))
+        return moe_forward(actor, critic, x, expert_idx, self.block_size)
+
+
+def apply_single_expert(subtree: Mapping[str, Any], obs: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Run one extracted expert (a :func:`get_expert` subtree) as a plain network."""
+    x = obs.reshape(obs.shape[0], -1).astype(jnp.float32)
+    return _dense_mlp(subtree["actor"], x, None), _dense_mlp(subtree["critic"], x, None)[:, 0]
+
+
+# --------------------------------------------------------------------------- expert surgery
+
+
+def _unwrap(params: Mapping[str, Any]) -> tuple[Mapping[str, Any], bool]:
+    if "params" in params and "actor" not in params:
+        return params["params"], True
+    return params, False
+
+
+def num_experts(params: Mapping[str, Any]) -> int:
+    inner, _ = _unwrap(params)
+    return int(inner["actor"]["head"]["kernel"].shape[0])
+
+
+def get_expert(params: Mapping[str, Any], i: int) -> dict[str, Any]:
+    """Expert ``i``'s subtree ``{"actor": ..., "critic": ...}`` without the K axis.
+
+    The format depends only on (obs size, width, depth, actions), never on K, so it can be
+    stored and inserted into an MoE of another size.  Accepts params with or without the
+    ``{"params": ...}`` wrapper.
+    """
+    inner, _ = _unwrap(params)
+    k = num_experts(params)
+    if isinstance(i, (int, np.integer)) and not 0 <= i < k:
+        raise IndexError(f"expert index {i} out of range for an MoE with {k} experts")
+    return jax.tree.map(lambda a: a[i], dict(inner))
+
+
+def set_expert(params: Mapping[str, Any], j: int, subtree: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``params`` whose expert ``j`` is ``subtree`` (any array type, e.g. numpy)."""
+    inner, wrapped = _unwrap(params)
+    k = num_experts(params)
+    if not 0 <= j < k:
+        raise IndexError(f"expert index {j} out of range for an MoE with {k} experts")
+    target = jax.tree.map(lambda a: a[0], dict(inner))
+    t_paths = {jax.tree_util.keystr(p): a.shape for p, a in jax.tree_util.tree_leaves_with_path(target)}
+    s_paths = {jax.tree_util.keystr(p): np.shape(a) for p, a in jax.tree_util.tree_leaves_with_path(dict(subtree))}
+    if t_paths != s_paths:
+        diff = sorted(set(t_paths.items()) ^ set(s_paths.items()))
+        raise ValueError(f"expert subtree does not fit this MoE (leaf path/shape mismatch: {diff[:6]})")
+    new = jax.tree.map(lambda a, s: a.at[j].set(jnp.asarray(s, a.dtype)), dict(inner), dict(subtree))
+    return {"params": new} if wrapped else new
