@@ -1,0 +1,189 @@
+"""Plan steps compiled into arrays: when a step is done, and the reward for getting there.
+
+No skill is ever turned into code by ``exec``/``eval``: a plan becomes a handful of arrays indexed
+by each env's current step, so every env evaluates its own step's predicate in one vectorised,
+jittable expression.  Only a skill that names a user predicate (``SkillSpec.predicate =
+"pkg.module:function"``) runs user code, resolved with :mod:`importlib` and dispatched with
+``lax.switch``.
+
+Semantics of plan step ``k`` = ``PlanStep(skill S, count n)``, with ``start`` the inventory when
+the env entered step ``k``:
+
+* done when, for every ``gains`` key of ``S``:
+  - item ``i``: ``inventory[i] - start[i] >= gains[i] * n`` (count-aware and relative, so a
+    step is not satisfied by what the agent already owned, and what it consumed meanwhile counts
+    against it);
+  - ``achievement:a``: ``a`` is unlocked in the current state (achievements are per-episode
+    flags, so ``n`` is ignored for them and an achievement unlocked earlier in the episode
+    completes the step at once).
+* reward for an env step taken in step ``k`` (from inventory ``prev`` to ``inv``):
+  ``completion_reward * done + shaping * (progress(inv) - progress(prev))`` where
+  ``progress(v) = sum_i clip(v[i] - start[i], 0, gains[i] * n)`` over the gained items.  So each
+  useful item is worth ``shaping`` (0.1) until the target is reached, losing one costs the same,
+  and the shaping of a whole step adds up to at most ``shaping * sum(targets)``.
+* a user predicate replaces both the check and the shaping: ``fn(prev_inventory, inventory,
+  start_inventory, achievements, count) -> (done, reward)`` on one env's arrays (int32[I],
+  int32[I], int32[I], bool[A], int32 scalar), pure JAX; ``completion_reward`` is still added
+  when it reports done, so every expert's critic sees the same scale of sub-task return.
+* a step with no gains and no predicate is rejected (it would complete for free).
+
+The trainer advances at most one plan step per env step; a following step that already holds
+(an achievement unlocked earlier) completes on the next env step.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Callable, Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from flowrl_core.spec import PlanStep, SkillSpec, achievement_name, is_achievement
+
+UserPredicate = Callable[..., tuple[jax.Array, jax.Array]]
+
+
+class PredicateError(ValueError):
+    """A plan that can not be compiled against an env (unknown key, bad predicate path, ...)."""
+
+
+def resolve_predicate(path: str, *, skill: str = "?") -> UserPredicate:
+    """The callable at ``"pkg.module:function"``, with errors that say which skill asked for it."""
+    module_name, sep, attr = path.partition(":")
+    if not sep or not module_name or not attr or ":" in attr:
+        raise PredicateError(f"skill {skill!r}: predicate {path!r} is not of the form 'pkg.module:function'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise PredicateError(f"skill {skill!r}: predicate module {module_name!r} can not be imported ({exc})") from None
+    fn = module
+    for part in attr.split("."):
+        if not hasattr(fn, part):
+            raise PredicateError(f"skill {skill!r}: predicate {path!r}: module {module_name!r} has no {attr!r}")
+        fn = getattr(fn, part)
+    if not callable(fn):
+        raise PredicateError(f"skill {skill!r}: predicate {path!r} is a {type(fn).__name__}, not a function")
+    return fn
+
+
+def _check_user_predicate(fn: UserPredicate, path: str, skill: str, n_items: int, n_ach: int) -> None:
+    """Trace once on abstract inputs, so a wrong signature fails at compile time, not mid-run."""
+    inv = jax.ShapeDtypeStruct((n_items,), jnp.int32)
+    args = (inv, inv, inv, jax.ShapeDtypeStruct((n_ach,), jnp.bool_), jax.ShapeDtypeStruct((), jnp.int32))
+    try:
+        out = jax.eval_shape(fn, *args)
+    except Exception as exc:  # user code: any error is a bad predicate
+        raise PredicateError(f"skill {skill!r}: predicate {path!r} failed on abstract inputs "
+                             f"(prev_inventory, inventory, start_inventory, achievements, count): "
+                             f"{type(exc).__name__}: {exc}") from None
+    if not (isinstance(out, (tuple, list)) and len(out) == 2 and all(o.shape == () for o in out)):
+        raise PredicateError(f"skill {skill!r}: predicate {path!r} must return (done, reward) scalars, got {out}")
+
+
+def _as_branch(fn: UserPredicate) -> Callable[[tuple], tuple[jax.Array, jax.Array]]:
+    def branch(args: tuple) -> tuple[jax.Array, jax.Array]:
+        done, reward = fn(*args)
+        return jnp.asarray(done).astype(jnp.bool_), jnp.asarray(reward).astype(jnp.float32)
+
+    return branch
+
+
+@dataclass(frozen=True, eq=False)
+class CompiledPlan:
+    """A plan as arrays over its steps (``S`` steps, ``I`` items, ``A`` achievements)."""
+
+    skills: tuple[str, ...]
+    step_expert: jax.Array  # int32[S]: local expert acting in step k
+    step_count: jax.Array  # int32[S]
+    item_target: jax.Array  # int32[S, I]: gains[item] * count (0 where unchecked)
+    item_checked: jax.Array  # bool[S, I]
+    ach_required: jax.Array  # bool[S, A]
+    user_index: jax.Array  # int32[S]: index into user_fns, -1 for the built-in check
+    user_fns: tuple[UserPredicate, ...]
+    shaping: float
+    completion_reward: float
+
+    @property
+    def num_steps(self) -> int:
+        return len(self.skills)
+
+    def evaluate(self, step: jax.Array, prev_inv: jax.Array, inv: jax.Array, start_inv: jax.Array,
+                 achievements: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """(done bool, reward float32) for one env in plan step ``step``; vmap it over envs."""
+        target = self.item_target[step]
+        checked = self.item_checked[step]
+        gained = inv - start_inv
+        items_ok = jnp.all(jnp.where(checked, gained >= target, True))
+        ach_ok = jnp.all(jnp.where(self.ach_required[step], achievements, True))
+        done = items_ok & ach_ok
+
+        def progress(v: jax.Array) -> jax.Array:
+            return jnp.sum(jnp.where(checked, jnp.clip(v - start_inv, 0, target), 0)).astype(jnp.float32)
+
+        reward = self.shaping * (progress(inv) - progress(prev_inv))
+        if self.user_fns:
+            user = self.user_index[step]
+            branches = [_as_branch(f) for f in self.user_fns]
+            u_done, u_reward = jax.lax.switch(jnp.maximum(user, 0), branches,
+                                              (prev_inv, inv, start_inv, achievements, self.step_count[step]))
+            done = jnp.where(user >= 0, u_done, done)
+            reward = jnp.where(user >= 0, u_reward, reward)
+        return done, (reward + self.completion_reward * done).astype(jnp.float32)
+
+
+def compile_plan(item_names: Sequence[str], achievement_names: Sequence[str], plan: Sequence[PlanStep],
+                 specs: Mapping[str, SkillSpec], expert_of_skill: Mapping[str, int], *, env_name: str = "env",
+                 shaping: float = 0.1, completion_reward: float = 1.0) -> CompiledPlan:
+    """Check the plan against the env's names and lay it out as arrays (see module docstring)."""
+    if not plan:
+        raise PredicateError("the plan is empty: nothing to train")
+    items = {n: i for i, n in enumerate(item_names)}
+    achs = {n: i for i, n in enumerate(achievement_names)}
+    s, n_items, n_ach = len(plan), len(item_names), len(achievement_names)
+    target = np.zeros((s, n_items), np.int32)
+    checked = np.zeros((s, n_items), bool)
+    required = np.zeros((s, n_ach), bool)
+    user_index = np.full((s,), -1, np.int32)
+    experts = np.zeros((s,), np.int32)
+    counts = np.zeros((s,), np.int32)
+    user_fns: list[UserPredicate] = []
+    fn_slot: dict[str, int] = {}
+    for k, step in enumerate(plan):
+        spec = specs.get(step.skill)
+        if spec is None:
+            raise PredicateError(f"plan step {k}: skill {step.skill!r} has no spec")
+        if step.skill not in expert_of_skill:
+            raise PredicateError(f"plan step {k}: skill {step.skill!r} has no local expert index")
+        if int(step.count) < 1:
+            raise PredicateError(f"plan step {k}: skill {step.skill!r} has count {step.count}; must be >= 1")
+        experts[k], counts[k] = int(expert_of_skill[step.skill]), int(step.count)
+        for key, amount in spec.gains.items():
+            if is_achievement(key):
+                name = achievement_name(key)
+                if name not in achs:
+                    raise PredicateError(f"skill {step.skill!r}: gains key {key!r} is not an achievement of env "
+                                         f"{env_name!r} (known: {', '.join(achievement_names)})")
+                required[k, achs[name]] = True
+            else:
+                if key not in items:
+                    raise PredicateError(f"skill {step.skill!r}: gains key {key!r} is not an item of env "
+                                         f"{env_name!r} (known: {', '.join(item_names)})")
+                checked[k, items[key]] = True
+                target[k, items[key]] = int(amount) * int(step.count)
+        if spec.predicate:
+            if spec.predicate not in fn_slot:
+                fn = resolve_predicate(spec.predicate, skill=step.skill)
+                _check_user_predicate(fn, spec.predicate, step.skill, n_items, n_ach)
+                fn_slot[spec.predicate] = len(user_fns)
+                user_fns.append(fn)
+            user_index[k] = fn_slot[spec.predicate]
+        elif not spec.gains:
+            raise PredicateError(f"skill {step.skill!r} has no gains and no predicate: its step could never be checked")
+    return CompiledPlan(
+        skills=tuple(p.skill for p in plan), step_expert=jnp.asarray(experts), step_count=jnp.asarray(counts),
+        item_target=jnp.asarray(target), item_checked=jnp.asarray(checked), ach_required=jnp.asarray(required),
+        user_index=jnp.asarray(user_index), user_fns=tuple(user_fns), shaping=float(shaping),
+        completion_reward=float(completion_reward))

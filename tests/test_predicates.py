@@ -1,0 +1,148 @@
+"""Plan predicates: count-aware item gains, achievements, shaping, user predicates, errors."""
+
+from __future__ import annotations
+
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from flowrl_core.spec import PlanStep, SkillSpec
+from flowrl_core.trainer.predicates import PredicateError, compile_plan, resolve_predicate
+
+ITEMS = ("wood", "stone", "table")
+ACHS = ("collect_wood", "place_table")
+SPECS = {
+    "Collect_Wood": SkillSpec("Collect_Wood", gains={"wood": 1}),
+    "Place_Table": SkillSpec("Place_Table", consumes={"wood": 2}, gains={"table": 1, "achievement:place_table": 1}),
+    "Get_Both": SkillSpec("Get_Both", gains={"wood": 2, "stone": 1}),
+}
+EXPERTS = {"Collect_Wood": 0, "Place_Table": 1, "Get_Both": 2}
+
+
+def inv(wood=0, stone=0, table=0):
+    return jnp.asarray([wood, stone, table], jnp.int32)
+
+
+NO_ACH = jnp.zeros((2,), bool)
+
+
+def compiled(plan, specs=SPECS, experts=EXPERTS):
+    return compile_plan(ITEMS, ACHS, plan, specs, experts, env_name="Test-v0")
+
+
+def test_count_aware_relative_to_step_start():
+    plan = compiled([PlanStep("Collect_Wood", 3)])
+    ev = jax.jit(plan.evaluate)
+    start = inv(wood=2)  # owned before the step began: does not count
+    done, r = ev(0, inv(wood=2), inv(wood=3), start, NO_ACH)
+    assert not bool(done) and float(r) == pytest.approx(0.1)
+    done, r = ev(0, inv(wood=3), inv(wood=4), start, NO_ACH)
+    assert not bool(done) and float(r) == pytest.approx(0.1)
+    done, r = ev(0, inv(wood=4), inv(wood=5), start, NO_ACH)  # +3 relative to the start
+    assert bool(done) and float(r) == pytest.approx(1.1)
+    # Progress is clipped at the target, and losing an item costs the shaping back.
+    done, r = ev(0, inv(wood=5), inv(wood=6), start, NO_ACH)
+    assert bool(done) and float(r) == pytest.approx(1.0)
+    done, r = ev(0, inv(wood=4), inv(wood=3), start, NO_ACH)
+    assert not bool(done) and float(r) == pytest.approx(-0.1)
+    assert plan.num_steps == 1 and int(plan.step_expert[0]) == 0
+
+
+def test_multiple_items_all_required():
+    plan = compiled([PlanStep("Get_Both", 2)])  # wood 4 and stone 2
+    done, _ = plan.evaluate(0, inv(), inv(wood=4, stone=1), inv(), NO_ACH)
+    assert not bool(done)
+    done, r = plan.evaluate(0, inv(wood=4, stone=1), inv(wood=4, stone=2), inv(), NO_ACH)
+    assert bool(done) and float(r) == pytest.approx(1.1)
+
+
+def test_achievement_step():
+    plan = compiled([PlanStep("Collect_Wood", 1), PlanStep("Place_Table", 1)])
+    assert int(plan.step_expert[1]) == 1
+    ach = jnp.asarray([True, True])
+    # The table item is also a gain: both must hold.
+    done, _ = plan.evaluate(1, inv(wood=2), inv(wood=0), inv(wood=2), ach)
+    assert not bool(done)
+    done, r = plan.evaluate(1, inv(wood=2), inv(wood=0, table=1), inv(wood=2), ach)
+    assert bool(done) and float(r) == pytest.approx(1.1)
+    done, _ = plan.evaluate(1, inv(wood=2), inv(wood=0, table=1), inv(wood=2), jnp.asarray([True, False]))
+    assert not bool(done)
+
+
+def test_vectorised_over_envs_in_different_steps():
+    plan = compiled([PlanStep("Collect_Wood", 1), PlanStep("Get_Both", 1)])
+    steps = jnp.asarray([0, 1, 1])
+    prev = jnp.stack([inv(), inv(wood=1), inv(wood=2)])
+    cur = jnp.stack([inv(wood=1), inv(wood=2), inv(wood=2, stone=1)])
+    start = jnp.stack([inv(), inv(wood=0), inv(wood=0)])
+    done, r = jax.jit(jax.vmap(plan.evaluate))(steps, prev, cur, start, jnp.zeros((3, 2), bool))
+    np.testing.assert_array_equal(done, [True, False, True])
+    np.testing.assert_allclose(r, [1.1, 0.1, 1.1], atol=1e-6)
+
+
+def test_unknown_keys_name_skill_key_and_env():
+    specs = dict(SPECS, Mine=SkillSpec("Mine", gains={"diamond": 1}))
+    with pytest.raises(ValueError, match=r"'Mine'.*'diamond'.*'Test-v0'"):
+        compiled([PlanStep("Mine", 1)], specs, dict(EXPERTS, Mine=0))
+    specs = dict(SPECS, Eat=SkillSpec("Eat", gains={"achievement:eat_cow": 1}))
+    with pytest.raises(ValueError, match=r"'Eat'.*'achievement:eat_cow'.*'Test-v0'"):
+        compiled([PlanStep("Eat", 1)], specs, dict(EXPERTS, Eat=0))
+    with pytest.raises(ValueError, match="no local expert"):
+        compiled([PlanStep("Collect_Wood", 1)], SPECS, {})
+    with pytest.raises(ValueError, match="no gains and no predicate"):
+        compiled([PlanStep("Idle", 1)], {"Idle": SkillSpec("Idle")}, {"Idle": 0})
+
+
+USER_MODULE = textwrap.dedent('''
+    import jax.numpy as jnp
+
+    def two_of_anything(prev_inventory, inventory, start_inventory, achievements, count):
+        gained = jnp.sum(jnp.maximum(inventory - start_inventory, 0))
+        return gained >= 2 * count, 0.5 * (jnp.sum(inventory) - jnp.sum(prev_inventory))
+
+    def wrong_arity(inventory):
+        return inventory[0] > 0, 0.0
+
+    NOT_A_FUNCTION = 3
+''')
+
+
+@pytest.fixture
+def user_module(tmp_path, monkeypatch):
+    (tmp_path / "flowrl_user_preds.py").write_text(USER_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return "flowrl_user_preds"
+
+
+def test_user_predicate_by_import_path(user_module):
+    specs = dict(SPECS, Custom=SkillSpec("Custom", gains={"wood": 1}, predicate=f"{user_module}:two_of_anything"))
+    plan = compiled([PlanStep("Collect_Wood", 1), PlanStep("Custom", 2)], specs, dict(EXPERTS, Custom=1))
+    ev = jax.jit(jax.vmap(plan.evaluate))
+    steps = jnp.asarray([0, 1, 1])
+    prev = jnp.stack([inv(), inv(wood=1, stone=2), inv()])
+    cur = jnp.stack([inv(wood=1), inv(wood=2, stone=2), inv(stone=1)])
+    start = jnp.stack([inv(), inv(), inv()])
+    done, r = ev(steps, prev, cur, start, jnp.zeros((3, 2), bool))
+    # env 0: built-in check; env 1: gained 4 >= 2*2 -> done, 0.5 + 1.0; env 2: gained 1 -> not done.
+    np.testing.assert_array_equal(done, [True, True, False])
+    np.testing.assert_allclose(r, [1.1, 1.5, 0.5], atol=1e-6)
+
+
+def test_bad_predicate_paths(user_module):
+    with pytest.raises(PredicateError, match="form 'pkg.module:function'"):
+        resolve_predicate("no_colon_here", skill="S")
+    with pytest.raises(PredicateError, match="can not be imported"):
+        resolve_predicate("flowrl_no_such_module_xyz:fn", skill="S")
+    with pytest.raises(PredicateError, match="has no 'missing'"):
+        resolve_predicate(f"{user_module}:missing", skill="S")
+    with pytest.raises(PredicateError, match="not a function"):
+        resolve_predicate(f"{user_module}:NOT_A_FUNCTION", skill="S")
+    specs = {"Bad": SkillSpec("Bad", gains={"wood": 1}, predicate=f"{user_module}:wrong_arity")}
+    with pytest.raises(PredicateError, match="'Bad'.*abstract inputs"):
+        compiled([PlanStep("Bad", 1)], specs, {"Bad": 0})
+    specs = {"Bad": SkillSpec("Bad", gains={"wood": 1}, predicate="flowrl_no_such_module_xyz:fn")}
+    with pytest.raises(ValueError, match="'Bad'"):
+        compiled([PlanStep("Bad", 1)], specs, {"Bad": 0})
