@@ -82,7 +82,7 @@ def test_reset_and_step_shapes_under_jit_vmap(env, vreset, vstep):
     assert env.achievements(out.state).dtype == jnp.bool_
     # the carried state keeps its dtypes (no weak types), so a scan carry does not retrace
     for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(out.state)):
-        assert a.dtype == b.dtype and a.shape == b.shape
+        assert (a.dtype, a.shape, a.weak_type) == (b.dtype, b.shape, b.weak_type)
     assert not any(getattr(x, "weak_type", False) for x in jax.tree.leaves(state))
 
 
