@@ -1,0 +1,566 @@
+"""Plan-routed mixture-of-experts PPO (purejaxrl-style: one jitted update, state in NamedTuples).
+
+Every env walks through the plan: its current plan step selects the expert that acts, the step's
+predicate (:mod:`flowrl_core.trainer.predicates`) gives the reward and says when to move on, and
+completing the last step ends the episode as a success.  Each sample remembers the expert that
+acted, so the update routes it through the same expert.
+
+Choices that differ from a single-network PPO, and why:
+
+* **GAE is cut at every plan-step boundary** and at episode end: an expert's critic estimates
+  the return of its own sub-task, which ends with that step's completion reward.  Nothing is
+  bootstrapped across a step boundary or across the reset after the final step.
+* **Per-expert normalisation**: advantages are normalised per expert within a minibatch and the
+  loss is the *sum over experts of each expert's mean* loss, so an expert that owns 3 % of the
+  samples gets as strong a gradient as one that owns 97 %.  Gradients are clipped by each
+  expert's own norm (``max_grad_norm`` per expert).  At K = 1 this is exactly purejaxrl's PPO.
+* **Exact accounting**: every env step is one frame (``num_envs * num_steps`` per update) and is
+  credited to the one expert that acted; both live in the state as exact 60-bit counters
+  (two int32 limbs), so a checkpoint restores them and a resumed run never counts twice.
+* **Resets** come from a bank of pre-generated start states (:mod:`flowrl_core.envs.base`);
+  ``bank_refresh`` slots are regenerated each update to keep start worlds diverse.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, NamedTuple, Protocol, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import serialization
+
+from flowrl_core.envs.base import Env, ResetBank, make_reset_bank, refresh_bank, reset_done
+from flowrl_core.spec import PlanStep, SkillSpec
+from flowrl_core.trainer.moe import MoEActorCritic, get_expert, init_moe_params, num_experts, set_expert
+from flowrl_core.trainer.predicates import CompiledPlan, compile_plan
+
+PyTree = Any
+CHECKPOINT_FORMAT = "flowrl-ppo-v1"
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+@dataclass(frozen=True)
+class PPOConfig:
+    """PPO hyper-parameters; the defaults are the reference (Craftax-scale, GPU) settings."""
+
+    num_envs: int = 1024
+    num_steps: int = 64  # rollout length per update
+    total_timesteps: int = 10_000_000  # frames; num_updates = total // (num_envs * num_steps)
+    lr: float = 2e-4
+    anneal_lr: bool = True  # linear decay to 0 over the run's minibatch steps
+    update_epochs: int = 4
+    num_minibatches: int = 8
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip_eps: float = 0.2
+    ent_coef: float = 0.01
+    vf_coef: float = 0.5
+    max_grad_norm: float = 1.0  # per expert
+    width: int = 512  # hidden units per layer, actor and critic alike
+    depth: int = 3  # hidden layers
+    seed: int = 0
+    checkpoint_every: int = 50  # updates between checkpoints (0: only at the end)
+    success_threshold: float | None = None  # stop once an update's success rate reaches it
+    early_stop_min_episodes: int = 32  # ...over at least this many finished episodes
+    updates_per_call: int = 1  # updates fused into one jitted call (metrics still per update)
+    reset_bank_size: int | None = None  # None: 2 * num_envs start states
+    bank_refresh: int | None = None  # start states regenerated per update; None: num_envs // 4
+    shaping: float = 0.1  # per item of progress toward a step's gains (see predicates)
+    completion_reward: float = 1.0  # per completed plan step
+    block_size: int | None = None  # MoE dispatch block; None: moe.default_block_size
+
+    def __post_init__(self) -> None:
+        for name in ("num_envs", "num_steps", "update_epochs", "num_minibatches", "width", "depth",
+                     "updates_per_call"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"PPOConfig.{name} must be a positive int, got {value!r}")
+        if (self.num_envs * self.num_steps) % self.num_minibatches:
+            raise ValueError(f"num_envs * num_steps = {self.num_envs * self.num_steps} is not divisible by "
+                             f"num_minibatches = {self.num_minibatches}")
+        if self.checkpoint_every < 0:
+            raise ValueError("PPOConfig.checkpoint_every must be >= 0")
+        if self.success_threshold is not None and not 0.0 < self.success_threshold <= 1.0:
+            raise ValueError("PPOConfig.success_threshold must be in (0, 1] or None")
+
+    @property
+    def batch_size(self) -> int:
+        return self.num_envs * self.num_steps
+
+    @property
+    def minibatch_size(self) -> int:
+        return self.batch_size // self.num_minibatches
+
+    @property
+    def num_updates(self) -> int:
+        return int(self.total_timesteps) // self.batch_size
+
+    @classmethod
+    def cpu_profile(cls, **overrides: Any) -> "PPOConfig":
+        """Sized for a 2-core CPU: 64 envs x 32 steps, 3 x 128 networks, 1M frames."""
+        base = dict(num_envs=64, num_steps=32, total_timesteps=1_000_000, lr=1e-3, num_minibatches=4,
+                    width=128, depth=3, checkpoint_every=25)
+        return cls(**{**base, **overrides})
+
+    @classmethod
+    def tiny_profile(cls, **overrides: Any) -> "PPOConfig":
+        """Smoke tests: 16 envs x 16 steps, 2 x 32 networks, a few updates."""
+        base = dict(num_envs=16, num_steps=16, total_timesteps=16 * 16 * 4, lr=1e-3, update_epochs=2,
+                    num_minibatches=2, width=32, depth=2, checkpoint_every=2)
+        return cls(**{**base, **overrides})
+
+
+class CheckpointIO(Protocol):
+    """Where checkpoints go (e.g. :class:`flowrl_core.store.RunStore`)."""
+
+    def save(self, update: int, data: bytes) -> None: ...
+
+    def load_latest(self) -> bytes | None: ...
+
+
+# --------------------------------------------------------------------------- state
+
+
+class Count(NamedTuple):
+    """Exact counter beyond int32 (JAX runs without x64): value = hi * 2**30 + lo."""
+
+    hi: jax.Array
+    lo: jax.Array
+
+    @staticmethod
+    def zeros(shape: tuple[int, ...] = ()) -> "Count":
+        return Count(jnp.zeros(shape, jnp.int32), jnp.zeros(shape, jnp.int32))
+
+    def add(self, inc: jax.Array) -> "Count":  # inc < 2**30 per call
+        lo = self.lo + inc.astype(jnp.int32)
+        return Count(self.hi + (lo >> 30), lo & ((1 << 30) - 1))
+
+    def value(self) -> np.ndarray:
+        hi, lo = jax.device_get((self.hi, self.lo))
+        return np.asarray(hi, np.int64) * (1 << 30) + np.asarray(lo, np.int64)
+
+
+class TrainState(NamedTuple):
+    params: PyTree  # {"params": {"actor", "critic"}}, experts stacked on axis 0
+    opt_state: PyTree
+    env_state: PyTree  # leaves [num_envs, ...]
+    obs: jax.Array  # [num_envs, *obs_shape]
+    plan_step: jax.Array  # int32[num_envs]: current plan step
+    start_inv: jax.Array  # int32[num_envs, items]: inventory when the current step began
+    ep_len: jax.Array  # int32[num_envs]
+    rng: jax.Array
+    update: jax.Array  # int32: updates done
+    frames: Count  # env steps trained
+    expert_steps: Count  # [K]: env steps acted per local expert
+    bank: ResetBank
+
+
+class Transition(NamedTuple):
+    obs: jax.Array
+    expert: jax.Array
+    action: jax.Array
+    log_prob: jax.Array
+    value: jax.Array
+    reward: jax.Array
+    cut: jax.Array  # the sub-task ended here (plan step completed or episode ended): no bootstrap
+    ep_end: jax.Array
+    success: jax.Array
+    reached: jax.Array  # plan step the episode had entered when it ended
+    ep_len: jax.Array
+
+
+@dataclass
+class TrainResult:
+    params: PyTree
+    frames: int
+    expert_steps: list[int]  # per local expert
+    metrics: dict[str, Any] | None  # of the last update
+    updates: int
+    early_stopped: bool
+
+
+# --------------------------------------------------------------------------- PPO pieces
+
+
+def compute_gae(values: jax.Array, rewards: jax.Array, cuts: jax.Array, last_value: jax.Array, gamma: float,
+                gae_lambda: float) -> tuple[jax.Array, jax.Array]:
+    """(advantages, value targets) over [T, N]; ``cuts[t]`` stops bootstrapping after step t."""
+
+    def body(carry, x):
+        gae, next_value = carry
+        value, reward, cut = x
+        keep = 1.0 - cut.astype(jnp.float32)
+        delta = reward + gamma * next_value * keep - value
+        gae = delta + gamma * gae_lambda * keep * gae
+        return (gae, value), gae
+
+    _, adv = jax.lax.scan(body, (jnp.zeros_like(last_value), last_value), (values, rewards, cuts), reverse=True)
+    return adv, adv + values
+
+
+def clip_by_expert_norm(max_norm: float) -> optax.GradientTransformation:
+    """``clip_by_global_norm`` applied to each expert separately (leaves stacked on axis 0)."""
+
+    def update(updates, state, params=None):
+        leaves = jax.tree.leaves(updates)
+        k = leaves[0].shape[0]
+        sq = sum(jnp.sum(jnp.square(g.reshape(k, -1)), axis=1) for g in leaves)
+        norm = jnp.sqrt(sq)
+        scale = jnp.where(norm < max_norm, 1.0, max_norm / jnp.maximum(norm, 1e-12))
+        return jax.tree.map(lambda g: g * scale.reshape((k,) + (1,) * (g.ndim - 1)), updates), state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
+def make_optimizer(config: PPOConfig) -> optax.GradientTransformation:
+    steps = max(1, config.num_updates * config.update_epochs * config.num_minibatches)
+    lr = optax.linear_schedule(config.lr, 0.0, steps) if config.anneal_lr else config.lr
+    return optax.chain(clip_by_expert_norm(config.max_grad_norm), optax.adam(lr, eps=1e-5))
+
+
+def _segment_mean(onehot: jax.Array, counts: jax.Array, x: jax.Array) -> jax.Array:
+    return (onehot.T @ x) / jnp.maximum(counts, 1.0)
+
+
+def ppo_loss(params: PyTree, net: MoEActorCritic, batch: Transition, adv: jax.Array, targets: jax.Array,
+             config: PPOConfig, k: int) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Clipped PPO loss, summed over experts of each expert's mean (see module docstring)."""
+    logits, value = net.apply(params, batch.obs, batch.expert)
+    logp_all = jax.nn.log_softmax(logits)
+    logp = jnp.take_along_axis(logp_all, batch.action[:, None], axis=1)[:, 0]
+    entropy = -jnp.sum(jnp.exp(logp_all) * logp_all, axis=-1)
+    onehot = jax.nn.one_hot(batch.expert, k, dtype=jnp.float32)
+    counts = onehot.sum(0)
+    mean = _segment_mean(onehot, counts, adv)[batch.expert]
+    std = jnp.sqrt(_segment_mean(onehot, counts, jnp.square(adv - mean))[batch.expert])
+    adv_n = (adv - mean) / (std + 1e-8)
+    ratio = jnp.exp(logp - batch.log_prob)
+    pg = -jnp.minimum(ratio * adv_n, jnp.clip(ratio, 1 - config.clip_eps, 1 + config.clip_eps) * adv_n)
+    v_clip = batch.value + jnp.clip(value - batch.value, -config.clip_eps, config.clip_eps)
+    vl = 0.5 * jnp.maximum(jnp.square(value - targets), jnp.square(v_clip - targets))
+    per_sample = pg + config.vf_coef * vl - config.ent_coef * entropy
+    loss = jnp.sum(_segment_mean(onehot, counts, per_sample))
+    aux = {
+        "pg_sum": onehot.T @ pg, "vl_sum": onehot.T @ vl, "ent_sum": onehot.T @ entropy, "count": counts,
+        "approx_kl": jnp.mean((ratio - 1) - jnp.log(ratio)),
+        "clip_frac": jnp.mean((jnp.abs(ratio - 1) > config.clip_eps).astype(jnp.float32)),
+    }
+    return loss, aux
+
+
+# --------------------------------------------------------------------------- the jitted update
+
+
+def make_update_fn(env: Env, env_params: PyTree, plan: CompiledPlan, net: MoEActorCritic,
+                   tx: optax.GradientTransformation, config: PPOConfig, k: int,
+                   bank_refresh: int) -> Callable[[TrainState], tuple[TrainState, dict[str, jax.Array]]]:
+    n_env, n_steps, n_plan = config.num_envs, config.num_steps, plan.num_steps
+    v_step = jax.vmap(env.step, in_axes=(0, 0, 0, None))
+    v_inv = jax.vmap(env.inventory)
+    v_ach = jax.vmap(env.achievements)
+    v_eval = jax.vmap(plan.evaluate)
+
+    def env_step(carry, _):
+        params, env_state, obs, step, start_inv, ep_len, bank, rng = carry
+        rng, k_act, k_env = jax.random.split(rng, 3)
+        expert = plan.step_expert[step]
+        logits, value = net.apply(params, obs, expert)
+        action = jax.random.categorical(k_act, logits)
+        log_prob = jnp.take_along_axis(jax.nn.log_softmax(logits), action[:, None], axis=1)[:, 0]
+        prev_inv = v_inv(env_state)
+        out = v_step(jax.random.split(k_env, n_env), env_state, action, env_params)
+        inv = v_inv(out.state)
+        step_done, reward = v_eval(step, prev_inv, inv, start_inv, v_ach(out.state))
+        last = step == n_plan - 1
+        success = step_done & last
+        ep_end = success | out.done.astype(bool)
+        next_step = jnp.where(step_done & ~last, step + 1, step)
+        start_inv = jnp.where(step_done[:, None], inv, start_inv)
+        ep_len = ep_len + 1
+        transition = Transition(obs, expert, action, log_prob, value, reward, step_done | ep_end, ep_end, success,
+                                next_step, ep_len)
+        obs2, state2, bank = reset_done(bank, ep_end, out.obs, out.state)
+        start_inv = jnp.where(ep_end[:, None], v_inv(state2), start_inv)
+        next_step = jnp.where(ep_end, 0, next_step)
+        ep_len = jnp.where(ep_end, 0, ep_len)
+        return (params, state2, obs2, next_step, start_inv, ep_len, bank, rng), transition
+
+    def update_fn(state: TrainState) -> tuple[TrainState, dict[str, jax.Array]]:
+        rng, k_bank, k_roll, k_epochs = jax.random.split(state.rng, 4)
+        bank = refresh_bank(env, k_bank, env_params, state.bank, bank_refresh) if bank_refresh else state.bank
+        carry = (state.params, state.env_state, state.obs, state.plan_step, state.start_inv, state.ep_len, bank,
+                 k_roll)
+        carry, traj = jax.lax.scan(env_step, carry, None, n_steps)
+        _, env_state, obs, step, start_inv, ep_len, bank, _ = carry
+        _, last_value = net.apply(state.params, obs, plan.step_expert[step])
+        adv, targets = compute_gae(traj.value, traj.reward, traj.cut, last_value, config.gamma, config.gae_lambda)
+
+        def minibatch_step(carry, mb):
+            params, opt_state = carry
+            batch, mb_adv, mb_targets = mb
+            grads, aux = jax.grad(ppo_loss, has_aux=True)(params, net, batch, mb_adv, mb_targets, config, k)
+            updates, opt_state = tx.update(grads, opt_state, params)
+            return (optax.apply_updates(params, updates), opt_state), aux
+
+        def epoch(carry, key):
+            flat = jax.tree.map(lambda x: x.reshape((config.batch_size,) + x.shape[2:]), (traj, adv, targets))
+            perm = jax.random.permutation(key, config.batch_size)
+            mbs = jax.tree.map(lambda x: x[perm].reshape((config.num_minibatches, -1) + x.shape[1:]), flat)
+            return jax.lax.scan(minibatch_step, carry, mbs)
+
+        (params, opt_state), aux = jax.lax.scan(epoch, (state.params, state.opt_state),
+                                                jax.random.split(k_epochs, config.update_epochs))
+        aux = jax.tree.map(lambda x: x.sum((0, 1)) if x.ndim > 2 else x.mean(), aux)
+        acted = jnp.bincount(traj.expert.reshape(-1), length=k).astype(jnp.int32)
+        ended = traj.ep_end
+        reached_hist = jnp.sum(jax.nn.one_hot(traj.reached, n_plan, dtype=jnp.int32) * ended[..., None], axis=(0, 1))
+        metrics = {
+            "episodes": ended.sum(), "successes": traj.success.sum(),
+            "reached_ge": jnp.cumsum(reached_hist[::-1])[::-1],  # episodes that entered step j
+            "ep_len_sum": jnp.sum(jnp.where(ended, traj.ep_len, 0)),
+            "acted": acted, "mean_reward": traj.reward.mean(),
+            "policy_loss": aux["pg_sum"] / jnp.maximum(aux["count"], 1),
+            "value_loss": aux["vl_sum"] / jnp.maximum(aux["count"], 1),
+            "entropy": aux["ent_sum"] / jnp.maximum(aux["count"], 1),
+            "loss_count": aux["count"], "approx_kl": aux["approx_kl"], "clip_frac": aux["clip_frac"],
+        }
+        new_state = TrainState(params, opt_state, env_state, obs, step, start_inv, ep_len, rng, state.update + 1,
+                               state.frames.add(jnp.int32(config.batch_size)), state.expert_steps.add(acted), bank)
+        return new_state, metrics
+
+    return update_fn
+
+
+def make_chunk_fn(update_fn: Callable, n: int) -> Callable:
+    """``n`` updates in one jitted call (metrics stacked on a leading axis)."""
+
+    def chunk(state: TrainState):
+        return jax.lax.scan(lambda s, _: update_fn(s), state, None, n)
+
+    return jax.jit(chunk)
+
+
+# --------------------------------------------------------------------------- setup and checkpoints
+
+
+def _num_local_experts(expert_of_skill: Mapping[str, int], plan: Sequence[PlanStep]) -> int:
+    indices = sorted(set(int(v) for v in expert_of_skill.values()))
+    if not indices:
+        raise ValueError("expert_of_skill is empty")
+    if indices != list(range(len(indices))):
+        raise ValueError(f"local expert indices must be 0..K-1 without gaps, got {indices}")
+    return len(indices)
+
+
+# Module-level jits keyed on the (static) env, so repeated train() calls in one process reuse them.
+_make_bank = jax.jit(make_reset_bank, static_argnums=(0, 3))
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _reset_envs(env: Env, keys: jax.Array, env_params: PyTree) -> tuple[jax.Array, PyTree, jax.Array]:
+    obs, state = jax.vmap(env.reset, in_axes=(0, None))(keys, env_params)
+    return obs, state, jax.vmap(env.inventory)(state)
+
+
+def init_state(env: Env, env_params: PyTree, plan: CompiledPlan, net: MoEActorCritic,
+               tx: optax.GradientTransformation, config: PPOConfig, k: int,
+               init_params: Mapping[int, PyTree] | None = None) -> TrainState:
+    key = jax.random.PRNGKey(config.seed)
+    k_net, k_bank, k_env, rng = jax.random.split(key, 4)
+    obs_size = int(np.prod(env.obs_shape))
+    params = {"params": init_moe_params(k_net, k, obs_size, env.num_actions, config.width, config.depth)}
+    for local, subtree in (init_params or {}).items():
+        if not 0 <= int(local) < k:
+            raise ValueError(f"init_params has expert {local}, but this MoE has local experts 0..{k - 1}")
+        params = set_expert(params, int(local), subtree)
+    bank_size = config.reset_bank_size or 2 * config.num_envs
+    bank = _make_bank(env, k_bank, env_params, bank_size)
+    obs, env_state, start_inv = _reset_envs(env, jax.random.split(k_env, config.num_envs), env_params)
+    zeros = jnp.zeros((config.num_envs,), jnp.int32)
+    return TrainState(params, tx.init(params), env_state, obs, zeros, start_inv, zeros, rng,
+                      jnp.zeros((), jnp.int32), Count.zeros(), Count.zeros((k,)), bank)
+
+
+def _leaves_dict(tree: PyTree) -> dict[str, np.ndarray]:
+    return {str(i): np.asarray(x) for i, x in enumerate(jax.tree.leaves(tree))}
+
+
+def _leaves_restore(template: PyTree, d: Mapping[str, Any], what: str) -> PyTree:
+    leaves, treedef = jax.tree.flatten(template)
+    if len(d) != len(leaves):
+        raise ValueError(f"checkpoint {what} has {len(d)} arrays, this run expects {len(leaves)}")
+    out = []
+    for i, t in enumerate(leaves):
+        a = np.asarray(d[str(i)])
+        if a.shape != np.shape(t) or a.dtype != np.asarray(t).dtype:
+            raise ValueError(f"checkpoint {what} array {i} is {a.dtype}{list(a.shape)}, "
+                             f"this run expects {np.asarray(t).dtype}{list(np.shape(t))}")
+        out.append(jnp.asarray(a))
+    return jax.tree.unflatten(treedef, out)
+
+
+def _meta(env: Env, plan: CompiledPlan, config: PPOConfig, k: int) -> dict[str, Any]:
+    return {"env": env.name, "plan": list(plan.skills), "num_experts": k, "num_envs": config.num_envs,
+            "num_steps": config.num_steps, "width": config.width, "depth": config.depth,
+            "obs_shape": list(env.obs_shape), "num_actions": int(env.num_actions)}
+
+
+def state_to_bytes(state: TrainState, meta: Mapping[str, Any]) -> bytes:
+    """msgpack via flax.serialization (never pickle); env-side pytrees as flat leaf lists."""
+    state = jax.device_get(state)
+    payload = {
+        "format": CHECKPOINT_FORMAT, "meta": dict(meta),
+        "params": serialization.to_state_dict(state.params),
+        "opt_state": serialization.to_state_dict(state.opt_state),
+        "env": _leaves_dict((state.env_state, state.obs, state.bank)),
+        "run": serialization.to_state_dict({
+            "plan_step": state.plan_step, "start_inv": state.start_inv, "ep_len": state.ep_len, "rng": state.rng,
+            "update": state.update, "frames": state.frames._asdict(), "expert_steps": state.expert_steps._asdict()}),
+    }
+    return serialization.msgpack_serialize(payload)
+
+
+def state_from_bytes(data: bytes, template: TrainState, meta: Mapping[str, Any]) -> TrainState:
+    """Restore against ``template``; a checkpoint from another configuration is an error, not a guess."""
+    payload = serialization.msgpack_restore(data)
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"not a {CHECKPOINT_FORMAT} checkpoint")
+    saved = payload["meta"]
+    diff = {key: (saved.get(key), value) for key, value in meta.items() if saved.get(key) != value}
+    if diff:
+        raise ValueError(f"checkpoint was written by a different run configuration (saved, now): {diff}")
+    params = serialization.from_state_dict(template.params, payload["params"])
+    opt_state = serialization.from_state_dict(template.opt_state, payload["opt_state"])
+    env_state, obs, bank = _leaves_restore((template.env_state, template.obs, template.bank), payload["env"], "env")
+    run = payload["run"]
+    as_j = lambda x: jnp.asarray(x)  # noqa: E731
+    return TrainState(
+        jax.tree.map(as_j, params), jax.tree.map(as_j, opt_state), env_state, obs, as_j(run["plan_step"]),
+        as_j(run["start_inv"]), as_j(run["ep_len"]), as_j(run["rng"]), as_j(run["update"]),
+        Count(as_j(run["frames"]["hi"]), as_j(run["frames"]["lo"])),
+        Count(as_j(run["expert_steps"]["hi"]), as_j(run["expert_steps"]["lo"])), bank)
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def _metrics_rows(m: Mapping[str, np.ndarray], first_update: int, batch: int, k: int, n_plan: int,
+                  steps_per_s: float) -> list[dict[str, Any]]:
+    rows = []
+    for i in range(len(m["episodes"])):
+        episodes = int(m["episodes"][i])
+        count = m["loss_count"][i]
+        per_expert = lambda key: [float(m[key][i][e]) if count[e] > 0 else None for e in range(k)]  # noqa: E731
+        update = first_update + i + 1
+        rows.append({
+            "update": update, "frames": update * batch, "episodes": episodes,
+            "success_rate": float(m["successes"][i]) / episodes if episodes else None,
+            "step_reached": [float(m["reached_ge"][i][j]) / episodes if episodes else None for j in range(n_plan)],
+            "mean_episode_length": float(m["ep_len_sum"][i]) / episodes if episodes else None,
+            "expert_steps": [int(x) for x in m["acted"][i]],
+            "policy_loss": per_expert("policy_loss"), "value_loss": per_expert("value_loss"),
+            "entropy": per_expert("entropy"), "approx_kl": float(m["approx_kl"][i]),
+            "clip_frac": float(m["clip_frac"][i]), "mean_reward": float(m["mean_reward"][i]),
+            "steps_per_s": steps_per_s,
+        })
+    return rows
+
+
+def train(env: Env, env_params: PyTree, plan: Sequence[PlanStep], specs: Mapping[str, SkillSpec],
+          expert_of_skill: Mapping[str, int], config: PPOConfig,
+          init_params: Mapping[int, PyTree] | None = None, checkpoint_io: CheckpointIO | None = None,
+          on_metrics: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
+    """Train the plan's experts as one MoE; resume from ``checkpoint_io`` if it holds a checkpoint.
+
+    ``expert_of_skill`` maps every plan skill to a local expert in 0..K-1 (K = distinct values);
+    ``init_params`` seeds local experts with :func:`~flowrl_core.trainer.moe.get_expert` subtrees
+    (ignored when resuming: the checkpoint has the trained ones).
+    """
+    k = _num_local_experts(expert_of_skill, plan)
+    compiled = compile_plan(env.item_names, env.achievement_names, plan, specs, expert_of_skill,
+                            env_name=env.name, shaping=config.shaping, completion_reward=config.completion_reward)
+    num_updates = config.num_updates
+    if num_updates < 1:
+        raise ValueError(f"total_timesteps {config.total_timesteps} is less than one update "
+                         f"({config.num_envs} envs x {config.num_steps} steps)")
+    net = MoEActorCritic(num_experts=k, num_actions=env.num_actions, width=config.width, depth=config.depth,
+                         block_size=config.block_size)
+    tx = make_optimizer(config)
+    bank_size = config.reset_bank_size or 2 * config.num_envs
+    refresh = min(bank_size, config.bank_refresh if config.bank_refresh is not None else max(1, config.num_envs // 4))
+    state = init_state(env, env_params, compiled, net, tx, config, k, init_params)
+    meta = _meta(env, compiled, config, k)
+    if checkpoint_io is not None:
+        data = checkpoint_io.load_latest()
+        if data is not None:
+            state = state_from_bytes(data, state, meta)
+    update_fn = make_update_fn(env, env_params, compiled, net, tx, config, k, refresh)
+    chunks: dict[int, Any] = {}
+    done = int(state.update)
+    last_saved = done
+    last_row: dict[str, Any] | None = None
+    early = False
+    while done < num_updates and not early:
+        n = min(config.updates_per_call, num_updates - done)
+        if config.checkpoint_every:
+            n = min(n, config.checkpoint_every - done % config.checkpoint_every)
+        if n not in chunks:
+            t0 = time.perf_counter()
+            chunks[n] = make_chunk_fn(update_fn, n).lower(state).compile()
+            compile_s = time.perf_counter() - t0
+        else:
+            compile_s = None
+        t0 = time.perf_counter()
+        state, metrics = chunks[n](state)
+        metrics = jax.device_get(metrics)
+        elapsed = time.perf_counter() - t0
+        rows = _metrics_rows(metrics, done, config.batch_size, k, compiled.num_steps,
+                             n * config.batch_size / max(elapsed, 1e-9))
+        done += n
+        for row in rows:
+            if compile_s is not None:
+                row["compile_s"] = compile_s
+                compile_s = None
+            last_row = row
+            if on_metrics is not None:
+                on_metrics(row)
+            if (config.success_threshold is not None and row["success_rate"] is not None
+                    and row["episodes"] >= config.early_stop_min_episodes
+                    and row["success_rate"] >= config.success_threshold):
+                early = True
+        if checkpoint_io is not None and config.checkpoint_every and done % config.checkpoint_every == 0:
+            checkpoint_io.save(done, state_to_bytes(state, meta))
+            last_saved = done
+    if checkpoint_io is not None and last_saved != done:
+        checkpoint_io.save(done, state_to_bytes(state, meta))
+    frames = int(state.frames.value())
+    assert frames == done * config.batch_size, (frames, done)
+    return TrainResult(params=state.params, frames=frames, expert_steps=[int(x) for x in state.expert_steps.value()],
+                       metrics=last_row, updates=done, early_stopped=early)
+
+
+def extract_experts(params: PyTree) -> dict[int, PyTree]:
+    """Local index -> K-independent expert subtree (see :func:`~flowrl_core.trainer.moe.get_expert`)."""
+    return {i: jax.device_get(get_expert(params, i)) for i in range(num_experts(params))}
+
+
+def config_from_dict(d: Mapping[str, Any]) -> PPOConfig:
+    """A PPOConfig from a JSON dict, ignoring nothing silently (unknown keys raise)."""
+    fields = {f.name for f in dataclasses.fields(PPOConfig)}
+    unknown = set(d) - fields
+    if unknown:
+        raise ValueError(f"unknown PPOConfig settings: {sorted(unknown)}")
+    return PPOConfig(**d)
+
+
+__all__ = ["PPOConfig", "CheckpointIO", "TrainState", "TrainResult", "Transition", "Count", "compute_gae",
+           "clip_by_expert_norm", "make_optimizer", "ppo_loss", "make_update_fn", "init_state", "train",
+           "extract_experts", "state_to_bytes", "state_from_bytes", "config_from_dict"]
