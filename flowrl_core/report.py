@@ -147,7 +147,8 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[tuple[str, str]]]) ->
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _summary_table(skills: Mapping[str, Mapping[str, Any]], states: Mapping[str, str], anchors: Mapping[str, str]) -> str:
+def _summary_table(skills: Mapping[str, Mapping[str, Any]], states: Mapping[str, str],
+                   anchors: Mapping[str, str]) -> str:
     rows = []
     for name, s in skills.items():
         state = states.get(name, "pending")
@@ -186,7 +187,10 @@ def _spec_html(spec: SkillSpec | None) -> str:
 
 
 def _runs_table(runs: Mapping[str, Mapping[str, Any]]) -> str:
-    ordered = sorted(runs.items(), key=lambda kv: (str(kv[1].get("started_at") or kv[1].get("completed_at") or ""), kv[0]))
+    def when(item: tuple[str, Mapping[str, Any]]) -> tuple[str, str]:
+        return str(item[1].get("started_at") or item[1].get("completed_at") or ""), item[0]
+
+    ordered = sorted(runs.items(), key=when)
     rows = [[(f"<code>{_e(rid)}</code>", ""), (_e(r.get("status", "?")), ""),
              (_count(r.get("frames")), "num"), (_rate(r.get("success_rate")), "num"),
              (_e(r.get("started_at") or "—"), ""), (_e(r.get("completed_at") or "—"), "")]
