@@ -163,22 +163,30 @@ def test_seeded_experts_and_validation(env):
 
 @pytest.mark.slow
 def test_learning_collect_wood_reaches_90_percent():
-    """Learning bar: Collect_Wood >= 90 % success within 300k frames (cpu_profile)."""
+    """Learning bar: Collect_Wood >= 90 % success within 300k frames (cpu_profile).
+
+    Episodes are cut short (10 steps on the gridworld, 16 in the corridor) so that a random
+    policy mostly fails (~20 % / ~4 %) and the bar measures learning, not luck.
+    """
     try:
         from flowrl_core.envs.gridworld import Gridworld
 
-        env = Gridworld()
-    except ImportError:  # pragma: no cover - gridworld is optional for the trainer
+        env, params = Gridworld(), None
+        params = env.default_params._replace(max_steps=10)
+    except ImportError:  # pragma: no cover - the trainer does not need the gridworld
         env = Corridor(length=8)
+        params = env.default_params._replace(max_steps=16)
     rows: list[dict] = []
     cfg = PPOConfig.cpu_profile(total_timesteps=300_000, checkpoint_every=0)
     t0 = time.perf_counter()
-    result = train(env, env.default_params, [PlanStep("Collect_Wood", 1)], {"Collect_Wood": SPECS["Collect_Wood"]},
+    result = train(env, params, [PlanStep("Collect_Wood", 1)], {"Collect_Wood": SPECS["Collect_Wood"]},
                    {"Collect_Wood": 0}, cfg, on_metrics=rows.append)
     wall = time.perf_counter() - t0
     first = next((r for r in rows if r["success_rate"] is not None and r["success_rate"] >= 0.9), None)
-    print(f"\n{env.name}: {result.frames} frames in {wall:.1f}s; final success {rows[-1]['success_rate']}; "
+    print(f"\n{env.name}: {result.frames} frames in {wall:.1f}s (compile {rows[0]['compile_s']:.1f}s); "
+          f"success {rows[0]['success_rate']:.2f} -> {rows[-1]['success_rate']:.3f}; "
           f">=90% first at frame {first and first['frames']}")
     assert result.frames <= 300_000
+    assert rows[0]["success_rate"] < 0.5  # the task is not solved by chance
     assert first is not None
     assert np.mean([r["success_rate"] for r in rows[-5:]]) >= 0.9

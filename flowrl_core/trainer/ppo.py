@@ -364,17 +364,20 @@ def _num_local_experts(expert_of_skill: Mapping[str, int], plan: Sequence[PlanSt
 _make_bank = jax.jit(make_reset_bank, static_argnums=(0, 3))
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _reset_envs(env: Env, keys: jax.Array, env_params: PyTree) -> tuple[jax.Array, PyTree, jax.Array]:
-    obs, state = jax.vmap(env.reset, in_axes=(0, None))(keys, env_params)
-    return obs, state, jax.vmap(env.inventory)(state)
+@functools.partial(jax.jit, static_argnums=(0, 2))
+def _take_from_bank(env: Env, bank: ResetBank, n: int) -> tuple[jax.Array, PyTree, jax.Array, ResetBank]:
+    """Start states for ``n`` envs from the bank's first slots (repeating if the bank is smaller)."""
+    idx = jnp.arange(n) % bank.obs.shape[0]
+    state = jax.tree.map(lambda x: x[idx], bank.state)
+    cursor = jnp.asarray(n % bank.obs.shape[0], jnp.int32)
+    return bank.obs[idx], state, jax.vmap(env.inventory)(state), bank._replace(cursor=cursor)
 
 
 def init_state(env: Env, env_params: PyTree, plan: CompiledPlan, net: MoEActorCritic,
                tx: optax.GradientTransformation, config: PPOConfig, k: int,
                init_params: Mapping[int, PyTree] | None = None) -> TrainState:
     key = jax.random.PRNGKey(config.seed)
-    k_net, k_bank, k_env, rng = jax.random.split(key, 4)
+    k_net, k_bank, rng = jax.random.split(key, 3)
     obs_size = int(np.prod(env.obs_shape))
     params = {"params": init_moe_params(k_net, k, obs_size, env.num_actions, config.width, config.depth)}
     for local, subtree in (init_params or {}).items():
@@ -383,7 +386,8 @@ def init_state(env: Env, env_params: PyTree, plan: CompiledPlan, net: MoEActorCr
         params = set_expert(params, int(local), subtree)
     bank_size = config.reset_bank_size or 2 * config.num_envs
     bank = _make_bank(env, k_bank, env_params, bank_size)
-    obs, env_state, start_inv = _reset_envs(env, jax.random.split(k_env, config.num_envs), env_params)
+    # The first episodes start from the bank too: one compiled world generation instead of two.
+    obs, env_state, start_inv, bank = _take_from_bank(env, bank, config.num_envs)
     zeros = jnp.zeros((config.num_envs,), jnp.int32)
     return TrainState(params, tx.init(params), env_state, obs, zeros, start_inv, zeros, rng,
                       jnp.zeros((), jnp.int32), Count.zeros(), Count.zeros((k,)), bank)
