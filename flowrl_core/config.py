@@ -44,13 +44,39 @@ def resolve_config(profile: str, overrides: Mapping[str, Any] | None = None,
 
                 close = difflib.get_close_matches(key, sorted(fields), n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise ConfigError(f"skill {skill!r}: unknown training setting {key!r} in {layer_name}{hint}")
+                raise ConfigError(f"{_who(skill)}unknown training setting {key!r} in {layer_name}{hint}")
             merged[key] = value
+    types = {f.name: str(f.type) for f in dataclasses.fields(config)}
+    for key, value in merged.items():
+        _check_type(key, value, types[key], skill)
     try:
         config = dataclasses.replace(config, **merged)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"skill {skill!r}: invalid training settings {merged}: {exc}") from None
+        raise ConfigError(f"{_who(skill)}invalid training settings {merged}: {exc}") from None
     out = dataclasses.asdict(config)
     if int(out["total_timesteps"]) <= 0:
-        raise ConfigError(f"skill {skill!r}: total_timesteps must be positive")
+        raise ConfigError(f"{_who(skill)}total_timesteps must be positive")
     return out
+
+
+def _who(skill: str) -> str:
+    return f"skill {skill!r}: " if skill else ""
+
+
+def _check_type(key: str, value: Any, annotation: str, skill: str) -> None:
+    """Catch ``lr: fast`` now rather than as a TypeError inside a jitted update an hour later."""
+    optional = "None" in annotation
+    if value is None:
+        if optional:
+            return
+        raise ConfigError(f"{_who(skill)}training setting {key!r} cannot be null")
+    if annotation.startswith("bool"):
+        ok = isinstance(value, bool)
+    elif annotation.startswith("int"):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif annotation.startswith("float"):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    else:
+        ok = True
+    if not ok:
+        raise ConfigError(f"{_who(skill)}training setting {key!r} must be {annotation}, got {value!r}")

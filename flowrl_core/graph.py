@@ -32,10 +32,11 @@ MAX_NAME_LEN = 100
 
 # Per-skill training overrides a skill file may set; the trainer's config owns their meaning.
 TRAIN_KEYS = (
-    "total_timesteps", "num_envs", "num_steps", "lr", "update_epochs", "num_minibatches",
-    "gamma", "gae_lambda", "clip_eps", "ent_coef", "vf_coef", "max_grad_norm", "anneal_lr",
-    "hidden", "depth", "seed", "checkpoint_every", "success_threshold",
-)
+    "num_envs", "num_steps", "total_timesteps", "lr", "anneal_lr", "update_epochs", "num_minibatches",
+    "gamma", "gae_lambda", "clip_eps", "ent_coef", "vf_coef", "max_grad_norm", "width", "depth", "seed",
+    "checkpoint_every", "success_threshold", "early_stop_min_episodes", "updates_per_call",
+    "reset_bank_size", "bank_refresh", "shaping", "completion_reward", "block_size",
+)  # = PPOConfig's fields (a test keeps them equal; importing the trainer here would load JAX)
 
 
 def _suggest(word: str, options: Iterable[str]) -> str:
@@ -109,7 +110,7 @@ def _check_train(raw: Any, name: str, source: str | None) -> dict[str, Any]:
                 + ", ".join(TRAIN_KEYS), source=source, skill=name)
         if isinstance(value, bool) and key != "anneal_lr":
             raise SkillFileError(f"'train.{key}' must be a number, got {value!r}", source=source, skill=name)
-        if not isinstance(value, (int, float, bool)) and not (key == "success_threshold" and value is None):
+        if not isinstance(value, (int, float, bool)) and value is not None:
             raise SkillFileError(f"'train.{key}' must be a number, got {value!r}", source=source, skill=name)
         if key == "total_timesteps" and (not isinstance(value, (int, float)) or value <= 0):
             raise SkillFileError(f"'train.total_timesteps' must be positive, got {value!r}", source=source, skill=name)

@@ -100,7 +100,7 @@ class Store:
         proto = fs.protocol[0] if isinstance(fs.protocol, (tuple, list)) else fs.protocol
         if proto in ("file", "local"):
             return root
-        return f"{proto}://{root.lstrip('/')}" if proto != "memory" else f"memory://{root}"
+        return f"{proto}://{root.lstrip('/')}"
 
     # ----------------------------------------------------------------- paths and raw objects
     def path(self, *parts: str) -> str:

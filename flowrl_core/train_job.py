@@ -45,6 +45,20 @@ class MetricsWriter:
         self.last = time.monotonic()
 
 
+class CheckpointWithMetrics:
+    """Flushes metrics before each checkpoint, so a resumed run's history has no gap."""
+
+    def __init__(self, run: RunStore, metrics: MetricsWriter):
+        self.run, self.metrics = run, metrics
+
+    def save(self, update: int, data: bytes) -> None:
+        self.metrics.flush()
+        self.run.save(update, data)
+
+    def load_latest(self) -> bytes | None:
+        return self.run.load_latest()
+
+
 def seed_params(store: Store, job: SkillJob) -> dict[int, Any]:
     """local index → expert params from the versions pinned at setup (missing: random init)."""
     from flowrl_core.merge import load_params, version_by_id
@@ -63,19 +77,24 @@ def run_job(store: Store, run_id: str, *, echo: bool = True) -> dict[str, Any]:
         return existing
     job = load_job(store, run_id)
     run = store.run(run_id)
+    checkpoints = run.checkpoints()
+    resumed_from = int(checkpoints[-1][:9]) if checkpoints else 0
+    if resumed_from:
+        print(f"resuming run {run_id} from its checkpoint at update {resumed_from}", flush=True)
     env = make_env(job.env)
     specs = {name: parse_skill(d) for name, d in job.specs.items()}
     config = PPOConfig(**job.config)
     metrics = MetricsWriter(run, echo=echo)
     result = train(env, env.default_params, job.plan, specs, job.remap.local_of_skill(), config,
-                   init_params=seed_params(store, job), checkpoint_io=run, on_metrics=metrics)
+                   init_params=seed_params(store, job), checkpoint_io=CheckpointWithMetrics(run, metrics),
+                   on_metrics=metrics)
     metrics.flush()
     experts = extract_experts(result.params)
     for local, params in experts.items():
         store.write_bytes(expert_parts(run, job.remap.local_to_global[local]), params_to_bytes(params))
     doc = {
         "run_id": run_id, "skill": job.skill, "frames": int(result.frames), "updates": int(result.updates),
-        "early_stopped": bool(result.early_stopped),
+        "early_stopped": bool(result.early_stopped), "resumed_from_update": resumed_from,
         "expert_steps_global": {str(job.remap.local_to_global[int(l)]): int(v)
                                 for l, v in enumerate(result.expert_steps)},
         "metrics": {k: v for k, v in (result.metrics or {}).items() if isinstance(v, (int, float, str, bool))},

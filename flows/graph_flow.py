@@ -10,8 +10,9 @@ and the flow then ends Failed with the partial results attached.
 
 from __future__ import annotations
 
-import time
 from typing import Any
+
+import networkx as nx
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import (
@@ -101,6 +102,8 @@ def train_skill_graph(
 
     st = Store(store, storage_options=storage_options)
     indices = {n: st.assign_index(n) for n in order}
+    for spec in specs:  # the store keeps the whole library, so reports and continuations see every skill
+        st.save_skill(spec)
     lengths = critical_path_lengths(graph)
     crit = critical_path(graph)
     logger.info("%d skills, training %d on %d slot(s); order %s; critical path %s", len(order), len(targets),
@@ -117,11 +120,14 @@ def train_skill_graph(
 
     progress_id = create_progress_artifact(progress=0.0, key=f"{_artifact_key(label)}-progress",
                                            description=f"skills trained of {len(targets)}")
-    pending = set(futures.values())
+    pending, finished = set(futures.values()), 0
     while pending:
         done, pending = wait(list(pending), timeout=2.0)
-        finished = sum(1 for f in futures.values() if f.state.is_final())
-        update_progress_artifact(progress_id, 100.0 * finished / max(1, len(futures)))
+        if done:
+            finished += len(done)
+            update_progress_artifact(progress_id, 100.0 * finished / max(1, len(futures)))
+    for fut in futures.values():
+        fut.wait()  # pins each future's final state locally (the API's copy can lag behind)
 
     rows, states, failures = [], {}, {}
     for name in targets:
@@ -130,7 +136,6 @@ def train_skill_graph(
             row = futures[name].result()
             states[name] = row["status"]
         else:
-            failed_up = sorted(a for a in graph.predecessors(name) if a in failures or states.get(a) == "skipped")
             if state.is_failed() or state.is_crashed():
                 states[name] = "failed"
                 try:
@@ -141,8 +146,8 @@ def train_skill_graph(
                 failures[name] = reason
             else:
                 states[name] = "skipped"
-                roots = sorted(a for a in failed_up if a in failures) or failed_up
-                failures[name] = f"upstream failed: {', '.join(roots)}"
+                roots = sorted(a for a in nx.ancestors(graph, name) if states.get(a) == "failed")
+                failures[name] = f"upstream failed: {', '.join(roots) or 'unknown'}"
             row = {"skill": name, "status": states[name], "frames": None, "decisions": [], "error": failures[name]}
         row["expert"] = indices[name]
         rows.append(row)

@@ -160,3 +160,12 @@ def test_bad_json_and_extension_and_missing_file(tmp_path):
         load_skill_file(tmp_path / "missing.yaml")
     with pytest.raises(SkillFileError, match="is a directory"):
         load_skill_file(tmp_path / "dir.yaml") if (tmp_path / "dir.yaml").mkdir() is None else None
+
+
+def test_train_keys_match_the_trainer_config():
+    import dataclasses
+
+    from flowrl_core.graph import TRAIN_KEYS
+    from flowrl_core.trainer.ppo import PPOConfig
+
+    assert set(TRAIN_KEYS) == {f.name for f in dataclasses.fields(PPOConfig)}
