@@ -5,15 +5,17 @@ own process worker started with ``CUDA_VISIBLE_DEVICES=<gpu>`` and ``--limit 1``
 inherit the worker's environment, so every ``train-skill`` run lands on exactly one GPU.  The
 pool's concurrency limit (= GPUs in the fleet) caps trainings across all machines.
 
-Workers are started with ``exec`` so the worker *is* the process a supervisor signals: a
-worker started as a background child of a non-interactive shell ignores SIGINT and keeps
-taking runs after SIGTERM (measured, see shared/research/prefect.md).
+Workers are started with ``exec`` so the worker *is* the process a supervisor signals, with
+SIGINT/SIGTERM reset to their defaults first: a worker started as a background child of a
+non-interactive shell otherwise ignores SIGINT and keeps taking runs after SIGTERM (measured,
+see shared/research/prefect.md).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 from dataclasses import dataclass
@@ -87,4 +89,9 @@ def worker_name(pool: str, gpu: str | None) -> str:
 def exec_worker(pool: str = GPU_POOL, gpu: str | None = None, *, limit: int = 1, name: str | None = None) -> None:
     """Replace this process with a Prefect worker pinned to ``gpu`` (never returns)."""
     cmd = worker_command(pool, name or worker_name(pool, gpu), limit)
+    # A shell's `cmd &` starts us with SIGINT ignored, and an ignored signal stays ignored across
+    # exec: the worker would then shrug off the SIGINT it sends itself on SIGTERM and keep taking
+    # runs.  Restore the defaults so one SIGTERM stops it.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.execvpe(cmd[0], cmd, worker_env(gpu))
