@@ -80,13 +80,6 @@ class LibraryView:
         rest = [s for name, s in self.in_flight.items() if name not in self.learned]
         return list(self.learned.values()) + rest
 
-    def known_names(self) -> dict[str, str]:
-        """casefold → name over learned, in-flight and failed skills (the store is
-        case-insensitive on some backends, so names clash case-insensitively)."""
-        out = {name.casefold(): name for name in self.failed}
-        out.update({s.name.casefold(): s.name for s in self.library()})
-        return out
-
 
 @dataclass(frozen=True)
 class Propose:
@@ -246,7 +239,9 @@ def load_knowledge_base(kb: str | Path) -> list[SkillSpec]:
         return parse_skills(decode_skill_text(text, source=source, fmt="yaml"), source=source)
     path = Path(kb)
     if not path.suffix:
-        raise ProposerError(f"unknown knowledge base {str(kb)!r}; use one of {', '.join(KNOWLEDGE_BASES)} "
+        close = _close(str(kb), KNOWLEDGE_BASES, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ProposerError(f"unknown knowledge base {str(kb)!r}{hint}; use one of {', '.join(KNOWLEDGE_BASES)} "
                             "or the path of a skill file")
     return load_skill_file(path)
 
@@ -298,11 +293,18 @@ class CurriculumProposer:
     learned, so training starts at once and the flow does not block), then the shallowest in
     the KB graph, then by name.
 
-    Answers: Done once the target is learned (by name, or — for a key target — any learned
-    skill gaining the key); Done too if the target is unreachable because a prerequisite failed
-    (or was rejected) and nothing else gains its key — nothing will ever change that, since the
-    curriculum proposes nothing outside the KB; NothingNow while the only thing left is
-    training (the target itself, or a KB skill whose key it alone provides).
+    Answers, in this order:
+
+    * Done once the target is learned (by name, or — for a key target — any learned skill
+      gaining the key);
+    * NothingNow while the target is in flight: everything it needs is there, only its
+      training is left (stopping here was the reference system's bug);
+    * Done if a prerequisite failed (or was proposed and rejected) and no library skill gains
+      its key: the target is unreachable, and waiting cannot change that, because the
+      curriculum proposes only KB skills and a failed name is never reused;
+    * Propose the best candidate (see above);
+    * otherwise NothingNow if something is in flight, else Done — so NothingNow always means
+      "a training result is pending", and a flow that waits for one cannot deadlock.
     """
 
     def __init__(self, kb: str | Path = "gridworld", target: str = ""):
@@ -557,7 +559,7 @@ class LLMProposer:
         self.rejections: list[str] = []  # every rejection reason, for the flow's logs
 
     @classmethod
-    def from_env(cls, target: str, **kwargs: Any) -> "LLMProposer":
+    def from_env(cls, target: str = "", **kwargs: Any) -> "LLMProposer":
         """Endpoint from FLOWRL_LLM_BASE_URL (default OpenAI's /v1), FLOWRL_LLM_MODEL and
         FLOWRL_LLM_API_KEY (may be empty for local servers); keyword arguments win."""
         kwargs.setdefault("base_url", os.environ.get("FLOWRL_LLM_BASE_URL") or DEFAULT_LLM_BASE_URL)

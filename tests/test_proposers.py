@@ -30,6 +30,7 @@ TABLE = SkillSpec("Place_Table", requires={"wood": 2}, consumes={"wood": 2},
 
 
 def spec(name, **kw):
+    """A factory returning a SkillSpec, not a proposer: load_proposer must refuse it."""
     return parse_skills({"skills": [{"name": "Collect_Wood", "gains": {"wood": 1}},
                                     {"name": name, **kw}]})[1]
 
@@ -128,7 +129,7 @@ def test_file_proposer_skips_descendants_of_a_failed_provider_and_goes_on():
     assert "7 skipped" in done.reason
 
 
-def test_file_proposer_skips_what_the_library_already_has(tmp_path):
+def test_file_proposer_skips_what_the_library_already_has():
     proposer = FileProposer(EXAMPLES / "gridworld_basic.yaml")
     answer = proposer.propose(LibraryView(learned={"collect_wood": WOOD}))  # case-insensitive
     assert answer.spec.name == "Place_Table"
@@ -278,8 +279,10 @@ def test_curriculum_target_resolution_and_errors():
         CurriculumProposer("gridworld", "Colect_Stone")
     with pytest.raises(ProposerError, match="unknown target"):
         CurriculumProposer("gridworld", "achievement:eat_cow")  # no cows in the gridworld
-    with pytest.raises(ProposerError, match="knowledge base"):
+    with pytest.raises(ProposerError, match="knowledge base 'minecraft'"):
         CurriculumProposer("minecraft", "Collect_Wood")
+    with pytest.raises(ProposerError, match="did you mean 'gridworld'"):
+        CurriculumProposer("gridwold", "Collect_Wood")
     with pytest.raises(ProposerError, match="needs a target"):
         CurriculumProposer("gridworld", "")
 
@@ -378,6 +381,8 @@ def test_llm_accepts_a_valid_reply_and_sends_the_library():
     (json.dumps({"name": "collect_wood", "gains": {"wood": 1}}), "clashes with learned skill 'Collect_Wood'"),
     (json.dumps({"name": "Get_Iron", "requires": {"stone_pickaxe": 1}, "gains": {"iron": 1}}), "no skill gains it"),
     (json.dumps({"name": "Sneaky", "gains": {"stone": 1}, "predicate": "os:system"}), "'predicate' is not allowed"),
+    (json.dumps({"name": "Big", "gains": {"stone": 1}, "train": {"total_timesteps": 10**12}}),
+     "'train' overrides are not allowed"),
     ("DONE", "DONE is wrong"),
 ])
 def test_llm_rejects_bad_output_feeds_the_reason_back_and_retries(bad, reason):
