@@ -10,6 +10,7 @@ import pytest
 from flowrl_core.trainer.moe import (
     MoEActorCritic,
     apply_single_expert,
+    default_big_block,
     default_block_size,
     dispatch_layout,
     get_expert,
@@ -21,8 +22,9 @@ from flowrl_core.trainer.moe import (
 OBS, ACTIONS, WIDTH, DEPTH = 11, 5, 16, 3
 
 
-def make(k: int, seed: int = 0, block: int | None = None):
-    net = MoEActorCritic(num_experts=k, num_actions=ACTIONS, width=WIDTH, depth=DEPTH, block_size=block)
+def make(k: int, seed: int = 0, block: int | None = None, big: int | None = None):
+    net = MoEActorCritic(num_experts=k, num_actions=ACTIONS, width=WIDTH, depth=DEPTH, block_size=block,
+                         big_block=big)
     params = net.init(jax.random.PRNGKey(seed), jnp.zeros((1, OBS)), jnp.zeros((1,), jnp.int32))
     return net, params
 
@@ -34,9 +36,9 @@ def per_sample_reference(params, obs, idx):
     return lo[:, 0], v[:, 0]
 
 
-@pytest.mark.parametrize("k,block", [(1, None), (3, None), (4, 8), (8, 16)])
-def test_routing_matches_separate_experts(k, block):
-    net, params = make(k, block=block)
+@pytest.mark.parametrize("k,block,big", [(1, None, None), (3, None, None), (4, 8, 8), (8, 8, 16)])
+def test_routing_matches_separate_experts(k, block, big):
+    net, params = make(k, block=block, big=big)
     obs = jax.random.normal(jax.random.PRNGKey(1), (37, OBS))
     idx = jax.random.randint(jax.random.PRNGKey(2), (37,), 0, k)
     logits, value = jax.jit(net.apply)(params, obs, idx)
@@ -48,7 +50,7 @@ def test_routing_matches_separate_experts(k, block):
 @pytest.mark.parametrize("skew", ["all_last", "all_first", "one_each_rest_first"])
 def test_no_sample_dropped_under_skewed_routing(skew):
     k, batch = 8, 64
-    net, params = make(k, block=16)
+    net, params = make(k, block=8, big=32)
     obs = jax.random.normal(jax.random.PRNGKey(3), (batch, OBS))
     if skew == "all_last":
         idx = jnp.full((batch,), k - 1, jnp.int32)
@@ -68,7 +70,7 @@ def test_no_sample_dropped_under_skewed_routing(skew):
 def test_gradients_match_separate_experts():
     """The hand-written VJP of the grouped layers equals autodiff of per-expert networks."""
     k = 4
-    net, params = make(k, block=8)
+    net, params = make(k, block=4, big=8)
     obs = jax.random.normal(jax.random.PRNGKey(4), (29, OBS))
     idx = jnp.asarray(np.r_[np.zeros(20), np.arange(9) % 3].astype(np.int32))  # expert 3 unused
 
@@ -124,6 +126,7 @@ def test_set_expert_rejects_wrong_shape():
 
 
 def test_block_size_and_capacity_bound():
+    assert default_big_block(2048, 128) == 256 and default_big_block(64, 8) == 32
     assert default_block_size(2048, 8) == 128
     assert default_block_size(64, 8) == 8
     assert default_block_size(100000, 2) == 256

@@ -14,21 +14,25 @@ Dispatch, and why it looks like this (see perf_anchors.md §4 and ``benchmarks/t
   (early on nearly every env is in plan step 0), so a PPO loss would silently lose most of its
   data.  Making it safe needs ``C = B``, i.e. K x the work again.
 * What we do instead: samples are sorted by expert and each expert's run is padded up to a
-  multiple of a block size ``b`` (the per-expert "capacity" is its exact count rounded up to
-  ``b``).  The padded buffer has the static size ``P = (ceil(B / b) + K - 1) * b``, which
+  multiple of a small block size ``b`` (the per-expert "capacity" is its exact count rounded up
+  to ``b``).  The padded buffer has the static size ``P = (ceil(B / b) + K - 1) * b``, which
   provably holds every sample for *any* routing, so nothing is ever dropped.  A grouped linear
-  layer then loops over experts (static K) and, inside, over that expert's blocks (a dynamic
-  trip count), doing one ``[b, in] x [in, out]`` GEMM per block.  Blocks past the used count
-  are never computed, so the work is ``B`` rows plus at most ``b - 1`` padding rows per expert
-  that has samples, whatever the skew.  Reverse mode goes through a hand-written VJP (loops
-  with dynamic trip counts are not differentiable by JAX); it accumulates each expert's weight
-  gradient in a small carry and writes it once per expert, so the cost of the backward pass does
-  not grow with K either.
+  layer then loops over the experts that have samples and, inside, over that expert's blocks
+  (dynamic trip counts): first ``count // big`` GEMMs of ``big`` rows, then as few ``b``-row
+  GEMMs as cover the rest.  Blocks past the used count are never computed, so the work is ``B``
+  rows plus fewer than ``b`` padding rows per expert with samples, whatever the skew, and a
+  skewed batch (the common case) runs as a few large GEMMs.  Actor and critic layers share one
+  loop.  Reverse mode goes through a hand-written VJP (JAX can not differentiate loops with
+  dynamic trip counts); it accumulates each expert's weight gradient in a small carry and
+  writes it once per expert, so the backward pass does not grow with K either.
 
-  The trade-off is GEMM size: ``b``-row GEMMs are less efficient on XLA:CPU than one big GEMM,
-  and a larger ``b`` wastes more padding.  :func:`default_block_size` picks
-  ``b ~ B / (2K)`` clipped to [8, 256], so uniform routing wastes ~25 % at worst and skewed
-  routing wastes almost nothing.  K = 1 skips all of this and runs a plain MLP.
+  The trade-off is GEMM size and loop overhead: block GEMMs are less efficient on XLA:CPU than
+  one big GEMM, every loop iteration has a fixed cost that dominates small networks, and a
+  larger ``b`` wastes more padding.  :func:`default_block_size` picks ``b ~ B / (2K)`` in
+  [8, 256] (<= ~25 % padding at uniform routing) and :func:`default_big_block` ``~ B / 2``
+  (<= 256).  Measured (``benchmarks/trainer.py``): at Craftax size (1345 inputs, 3 x 512,
+  minibatch 2048) a K = 8 train step costs ~1.6x one network per sample; with 3 x 128 networks
+  the fixed loop costs make it ~2-2.4x.  K = 1 skips all of this and runs a plain MLP.
 
 Routing indices must lie in ``[0, K)``; out-of-range values are clipped (an index can not be
 checked inside ``jit``).  The grouped loops are written for a batch axis that is *not* vmapped;
@@ -38,7 +42,7 @@ vmapping the apply function over an extra axis works but turns the loops into se
 from __future__ import annotations
 
 import functools
-from typing import Any, Mapping, NamedTuple
+from typing import Any, Mapping, NamedTuple, Sequence
 
 import flax.linen as nn
 import jax
@@ -98,16 +102,29 @@ class DispatchLayout(NamedTuple):
 
     pos: jax.Array  # int32[B]: padded row of sample i
     src: jax.Array  # int32[P]: sample feeding padded row r (padding rows: any valid sample)
-    block_start: jax.Array  # int32[K]: first block of expert k
-    num_blocks: jax.Array  # int32[K]: blocks used by expert k (ceil(count_k / b))
-    block: int  # rows per block (static)
+    row_start: jax.Array  # int32[K]: first padded row of expert k
+    num_big: jax.Array  # int32[K]: full big blocks of expert k (count_k // big)
+    num_small: jax.Array  # int32[K]: small blocks covering the rest (rounded up)
+    active: jax.Array  # int32[K]: experts with samples first (the rest is padding)
+    num_active: jax.Array  # int32: experts with samples
+    sizes: tuple[int, int]  # (small, big) rows per block, static; big is a multiple of small
+
+    @property
+    def loops(self) -> tuple[jax.Array, ...]:
+        return (self.row_start, self.num_big, self.num_small, self.active, self.num_active)
 
 
 def default_block_size(batch: int, num_experts: int) -> int:
-    """``b ~ B / (2K)``, a power of two in [8, 256]: padding <= ~25 % at uniform routing."""
+    """Small block ``b ~ B / (2K)``, a power of two in [8, 256]: <= ~25 % padding when uniform."""
     target = max(1, batch // (2 * max(1, num_experts)))
     b = 1 << (target.bit_length() - 1)
     return int(min(MAX_BLOCK, max(MIN_BLOCK, b)))
+
+
+def default_big_block(batch: int, small: int) -> int:
+    """Big block ``~ B / 2`` (power of two, <= 256): skewed routing runs few, large GEMMs."""
+    target = max(1, batch // 2)
+    return int(max(small, min(MAX_BLOCK, 1 << (target.bit_length() - 1))))
 
 
 def padded_rows(batch: int, num_experts: int, block: int) -> int:
@@ -115,77 +132,113 @@ def padded_rows(batch: int, num_experts: int, block: int) -> int:
     return (-(-batch // block) + num_experts - 1) * block
 
 
-def dispatch_layout(expert_idx: jax.Array, num_experts: int, block: int) -> DispatchLayout:
+def dispatch_layout(expert_idx: jax.Array, num_experts: int, block: int, big_block: int | None = None
+                    ) -> DispatchLayout:
+    """Sort samples by expert into runs padded to a multiple of ``block`` (never drops one).
+
+    Each run is processed as ``count // big_block`` big blocks and then as few small blocks as
+    cover the rest, so padding waste stays below one small block per expert.
+    """
+    big = block if big_block is None else big_block
+    if big % block:
+        raise ValueError(f"big block {big} must be a multiple of the block size {block}")
     batch = expert_idx.shape[0]
     e = jnp.clip(expert_idx.astype(jnp.int32), 0, num_experts - 1)
     counts = jnp.bincount(e, length=num_experts).astype(jnp.int32)
     num_blocks = (counts + block - 1) // block
-    block_start = jnp.cumsum(num_blocks) - num_blocks
+    row_start = (jnp.cumsum(num_blocks) - num_blocks) * block
     order = jnp.argsort(e, stable=True).astype(jnp.int32)
     sorted_e = e[order]
     run_start = jnp.cumsum(counts) - counts
-    pos_sorted = block_start[sorted_e] * block + jnp.arange(batch, dtype=jnp.int32) - run_start[sorted_e]
+    pos_sorted = row_start[sorted_e] + jnp.arange(batch, dtype=jnp.int32) - run_start[sorted_e]
     pos = jnp.zeros((batch,), jnp.int32).at[order].set(pos_sorted)
     total = padded_rows(batch, num_experts, block)
     src = jnp.zeros((total,), jnp.int32).at[pos].set(jnp.arange(batch, dtype=jnp.int32))
-    return DispatchLayout(pos, src, block_start.astype(jnp.int32), num_blocks.astype(jnp.int32), block)
+    num_big = counts // big if big != block else jnp.zeros_like(counts)  # big == small: one loop
+    num_small = (counts - num_big * big + block - 1) // block
+    return DispatchLayout(pos, src, row_start.astype(jnp.int32), num_big.astype(jnp.int32),
+                          num_small.astype(jnp.int32), jnp.argsort(counts == 0, stable=True).astype(jnp.int32),
+                          jnp.sum(counts > 0).astype(jnp.int32), (int(block), int(big)))
 
 
-def _grouped_forward(x, kernel, bias, block_start, num_blocks, block):
-    rows = x.shape[0]
-    out = jnp.zeros((rows, kernel.shape[-1]), x.dtype)
-
-    def per_expert(k, out):
-        w, b = kernel[k], bias[k]
-
-        def per_block(j, out):
-            r = (block_start[k] + j) * block
-            xb = lax.dynamic_slice_in_dim(x, r, block, 0)
-            return lax.dynamic_update_slice_in_dim(out, xb @ w + b, r, 0)
-
-        return lax.fori_loop(0, num_blocks[k], per_block, out)
-
-    return lax.fori_loop(0, kernel.shape[0], per_expert, out)
+def _over_blocks(k, row_start, num_big, num_small, sizes, body, carry):
+    """``body(row, size, carry)`` over expert k's big blocks, then its small blocks."""
+    small, big = sizes
+    base = row_start[k]
+    if big != small:
+        carry = lax.fori_loop(0, num_big[k], lambda j, c: body(base + j * big, big, c), carry)
+        base = base + num_big[k] * big
+    return lax.fori_loop(0, num_small[k], lambda j, c: body(base + j * small, small, c), carry)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6))
-def grouped_linear(x, kernel, bias, block_start, num_blocks, block: int, input_is_data: bool):
-    """``y[r] = x[r] @ kernel[e(r)] + bias[e(r)]`` over the used blocks of a padded buffer.
+def _over_active(active, num_active, per_expert, carry):
+    """Experts without samples cost nothing (not even a weight slice): loop over the active ones."""
+    return lax.fori_loop(0, num_active, lambda i, c: per_expert(active[i], c), carry)
 
-    ``input_is_data`` skips the input gradient (observations are never differentiated).
+
+def _grouped_forward(xs, kernels, biases, row_start, num_big, num_small, active, num_active, sizes):
+    outs = tuple(jnp.zeros((x.shape[0], w.shape[-1]), x.dtype) for x, w in zip(xs, kernels))
+
+    def per_expert(k, outs):
+        ws = [(w[k], b[k]) for w, b in zip(kernels, biases)]
+
+        def per_block(r, size, outs):
+            return tuple(lax.dynamic_update_slice_in_dim(out, lax.dynamic_slice_in_dim(x, r, size, 0) @ w + b, r, 0)
+                         for out, x, (w, b) in zip(outs, xs, ws))
+
+        return _over_blocks(k, row_start, num_big, num_small, sizes, per_block, outs)
+
+    return _over_active(active, num_active, per_expert, outs)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(8, 9))
+def grouped_linear(xs, kernels, biases, row_start, num_big, num_small, active, num_active, sizes: tuple[int, int],
+                   input_is_data: bool):
+    """Per stream s: ``y_s[r] = x_s[r] @ kernel_s[e(r)] + bias_s[e(r)]`` over the used blocks.
+
+    Streams (tuples; here actor and critic) share one loop, which halves the loop overhead that
+    dominates small networks.  ``input_is_data`` skips the input gradients (observations are
+    never differentiated).
     """
-    return _grouped_forward(x, kernel, bias, block_start, num_blocks, block)
+    return _grouped_forward(xs, kernels, biases, row_start, num_big, num_small, active, num_active, sizes)
 
 
-def _grouped_fwd(x, kernel, bias, block_start, num_blocks, block, input_is_data):
-    out = _grouped_forward(x, kernel, bias, block_start, num_blocks, block)
-    return out, (x, kernel, block_start, num_blocks)
+def _grouped_fwd(xs, kernels, biases, row_start, num_big, num_small, active, num_active, sizes, input_is_data):
+    out = _grouped_forward(xs, kernels, biases, row_start, num_big, num_small, active, num_active, sizes)
+    return out, (xs, kernels, row_start, num_big, num_small, active, num_active)
 
 
-def _grouped_bwd(block, input_is_data, res, dy):
-    x, kernel, block_start, num_blocks = res
-    n_exp, fan_in, fan_out = kernel.shape
+def _grouped_bwd(sizes, input_is_data, res, dys):
+    xs, kernels, row_start, num_big, num_small, active, num_active = res
+    n_exp = kernels[0].shape[0]
 
     def per_expert(k, carry):
-        dx, dw, db = carry
-        w = kernel[k]
+        dxs, dws, dbs = carry
+        ws = [w[k] for w in kernels]
 
-        def per_block(j, c):
-            dx, gw, gb = c
-            r = (block_start[k] + j) * block
-            xb = lax.dynamic_slice_in_dim(x, r, block, 0)
-            dyb = lax.dynamic_slice_in_dim(dy, r, block, 0)
-            if not input_is_data:
-                dx = lax.dynamic_update_slice_in_dim(dx, dyb @ w.T, r, 0)
-            return dx, gw + xb.T @ dyb, gb + dyb.sum(0)
+        def per_block(r, size, c):
+            dxs, gws, gbs = c
+            new_dxs, new_gws, new_gbs = [], [], []
+            for x, dy, w, dx, gw, gb in zip(xs, dys, ws, dxs, gws, gbs):
+                xb = lax.dynamic_slice_in_dim(x, r, size, 0)
+                dyb = lax.dynamic_slice_in_dim(dy, r, size, 0)
+                if not input_is_data:
+                    dx = lax.dynamic_update_slice_in_dim(dx, dyb @ w.T, r, 0)
+                new_dxs.append(dx)
+                new_gws.append(gw + xb.T @ dyb)
+                new_gbs.append(gb + dyb.sum(0))
+            return tuple(new_dxs), tuple(new_gws), tuple(new_gbs)
 
-        zero = (jnp.zeros((fan_in, fan_out), kernel.dtype), jnp.zeros((fan_out,), kernel.dtype))
-        dx, gw, gb = lax.fori_loop(0, num_blocks[k], per_block, (dx, *zero))
-        return dx, dw.at[k].set(gw), db.at[k].set(gb)
+        zero_w = tuple(jnp.zeros(w.shape[1:], w.dtype) for w in kernels)
+        zero_b = tuple(jnp.zeros(w.shape[2:], w.dtype) for w in kernels)
+        dxs, gws, gbs = _over_blocks(k, row_start, num_big, num_small, sizes, per_block, (dxs, zero_w, zero_b))
+        return (dxs, tuple(dw.at[k].set(g) for dw, g in zip(dws, gws)),
+                tuple(db.at[k].set(g) for db, g in zip(dbs, gbs)))
 
-    init = (jnp.zeros_like(x), jnp.zeros_like(kernel), jnp.zeros((n_exp, fan_out), kernel.dtype))
-    dx, dw, db = lax.fori_loop(0, n_exp, per_expert, init)
-    return dx, dw, db, None, None
+    init = (tuple(jnp.zeros_like(x) for x in xs), tuple(jnp.zeros_like(w) for w in kernels),
+            tuple(jnp.zeros((n_exp, w.shape[-1]), w.dtype) for w in kernels))
+    dxs, dws, dbs = _over_active(active, num_active, per_expert, init)
+    return dxs, dws, dbs, None, None, None, None, None
 
 
 grouped_linear.defvjp(_grouped_fwd, _grouped_bwd)
@@ -205,28 +258,29 @@ def _dense_mlp(tree: Mapping[str, Any], x: jax.Array, index: int | None) -> jax.
     return h
 
 
-def _grouped_mlp(tree: Mapping[str, Any], xs: jax.Array, layout: DispatchLayout) -> jax.Array:
-    h = xs
-    for i, name in enumerate(_layer_names(tree)):
-        h = grouped_linear(h, tree[name]["kernel"], tree[name]["bias"], layout.block_start,
-                           layout.num_blocks, layout.block, i == 0)
+def _grouped_mlps(trees: Sequence[Mapping[str, Any]], xs: jax.Array, layout: DispatchLayout) -> tuple:
+    """Several same-depth MLPs (actor, critic) on one dispatched input, layer by layer together."""
+    hs = tuple(xs for _ in trees)
+    names = _layer_names(trees[0])
+    for i, name in enumerate(names):
+        hs = grouped_linear(hs, tuple(t[name]["kernel"] for t in trees), tuple(t[name]["bias"] for t in trees),
+                            *layout.loops, layout.sizes, i == 0)
         if name != "head":
-            h = jnp.tanh(h)
-    return h
+            hs = tuple(jnp.tanh(h) for h in hs)
+    return hs
 
 
 def moe_forward(actor: Mapping[str, Any], critic: Mapping[str, Any], x: jax.Array, expert_idx: jax.Array,
-                block_size: int | None = None) -> tuple[jax.Array, jax.Array]:
+                block_size: int | None = None, big_block: int | None = None) -> tuple[jax.Array, jax.Array]:
     """(logits [B, A], value [B]) with sample i run through expert ``expert_idx[i]`` only."""
     num_experts = actor["head"]["kernel"].shape[0]
     if num_experts == 1:
         return _dense_mlp(actor, x, 0), _dense_mlp(critic, x, 0)[:, 0]
     block = block_size or default_block_size(x.shape[0], num_experts)
-    layout = dispatch_layout(expert_idx, num_experts, block)
-    xs = x[layout.src]
-    logits = _grouped_mlp(actor, xs, layout)[layout.pos]
-    value = _grouped_mlp(critic, xs, layout)[layout.pos, 0]
-    return logits, value
+    big = big_block or default_big_block(x.shape[0], block)
+    layout = dispatch_layout(expert_idx, num_experts, block, big)
+    logits, value = _grouped_mlps((actor, critic), x[layout.src], layout)
+    return logits[layout.pos], value[layout.pos, 0]
 
 
 class MoEActorCritic(nn.Module):
@@ -241,6 +295,7 @@ class MoEActorCritic(nn.Module):
     width: int = 512
     depth: int = 3
     block_size: int | None = None  # None: default_block_size(batch, K)
+    big_block: int | None = None  # None: default_big_block(batch, block)
 
     @nn.compact
     def __call__(self, obs: jax.Array, expert_idx: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -252,7 +307,7 @@ class MoEActorCritic(nn.Module):
                                                                  1, 1.0))
         if self.is_initializing():  # shapes only: do not trace the grouped loops just to init
             return jnp.zeros((x.shape[0], self.num_actions)), jnp.zeros((x.shape[0],))
-        return moe_forward(actor, critic, x, expert_idx, self.block_size)
+        return moe_forward(actor, critic, x, expert_idx, self.block_size, self.big_block)
 
 
 def apply_single_expert(subtree: Mapping[str, Any], obs: jax.Array) -> tuple[jax.Array, jax.Array]:
