@@ -64,6 +64,7 @@ def train_skill_graph(
     launcher: str = "local",
     deployment: str = "train-skill/train-skill",
     skills: dict[str, Any] | None = None,
+    stale_after_s: float = 90.0,
 ) -> Any:
     """Train the skills of ``skills_file`` into ``store``.
 
@@ -111,7 +112,7 @@ def train_skill_graph(
     ctx = GraphRun(store_url=st.url, storage_options=dict(storage_options or {}), env=env, specs=specs,
                    configs=configs, slots=PrioritySlots(devices), priority=lengths, retries=int(retries),
                    continuation=continuation, launcher=launcher, deployment=deployment,
-                   skills_doc={"skills": [s.to_dict() for s in specs]})
+                   skills_doc={"skills": [s.to_dict() for s in specs]}, stale_after_s=float(stale_after_s))
 
     futures = {}
     for name in targets:

@@ -22,7 +22,6 @@ from prefect.states import Completed, Failed
 
 from flowrl_core.config import resolve_config
 from flowrl_core.errors import FlowRLError
-from flowrl_core.graph import needs, provider_for, providers
 from flowrl_core.proposers import Done, LibraryView, NothingNow, Propose, frontier, load_proposer, validate_against_library
 from flowrl_core.skill_run import skill_runs
 from flowrl_core.slots import PrioritySlots
@@ -66,6 +65,7 @@ def grow_skills(
     ctx = GraphRun(store_url=st.url, storage_options=dict(storage_options or {}), env=env, specs=list(learned.values()),
                    configs={}, slots=PrioritySlots.cpu(max(1, int(slots))), priority={}, retries=int(retries))
     futures: dict[str, Any] = {}
+    upstream: dict[str, list[str]] = {}
     in_flight: dict[str, Any] = {}
     failed: dict[str, str] = {}
     results: dict[str, dict[str, Any]] = {}
@@ -92,14 +92,18 @@ def grow_skills(
                 rows.append({"skill": name, "status": row["status"], "frames": row.get("frames"),
                              "success_rate": row.get("success_rate"), "error": ""})
             else:
-                try:
-                    fut.result(raise_on_failure=True)
-                    reason = state.message or state.name
-                except Exception as exc:  # noqa: BLE001 - the skill's own error, for the summary
-                    reason = f"{type(exc).__name__}: {exc}"
+                skipped = not (state.is_failed() or state.is_crashed())  # NotReady: an upstream failed
+                if skipped:
+                    reason = f"upstream failed: {', '.join(n for n in upstream[name] if n in failed) or 'unknown'}"
+                else:
+                    try:
+                        fut.result(raise_on_failure=True)
+                        reason = state.message or state.name
+                    except Exception as exc:  # noqa: BLE001 - the skill's own error, for the summary
+                        reason = f"{type(exc).__name__}: {exc}"
                 failed[name] = reason
-                rows.append({"skill": name, "status": "failed", "frames": None, "success_rate": None,
-                             "error": reason})
+                rows.append({"skill": name, "status": "skipped" if skipped else "failed", "frames": None,
+                             "success_rate": None, "error": reason})
                 logger.warning("%s failed: %s", name, reason)
 
     while True:
@@ -115,10 +119,11 @@ def grow_skills(
                 idle_since = None
                 continue
             idle_since = idle_since or time.monotonic()
-            if time.monotonic() - idle_since > idle_patience_s:
+            waited = time.monotonic() - idle_since
+            if waited > idle_patience_s:
                 stop_reason = f"proposer had nothing to propose for {idle_patience_s:.0f}s: {decision.reason}"
                 break
-            time.sleep(1.0)
+            time.sleep(min(10.0, 1.0 + waited / 2))  # back off: an LLM proposer pays per question
             continue
         assert isinstance(decision, Propose)
         idle_since = None
@@ -126,7 +131,7 @@ def grow_skills(
         proposed += 1
         try:
             validate_against_library(spec, view)
-            ctx.configs[spec.name] = resolve_config(profile, overrides, spec.train, skill=spec.name)
+            config = resolve_config(profile, overrides, spec.train, skill=spec.name)
         except FlowRLError as exc:
             failed[spec.name] = f"rejected: {exc}"
             rows.append({"skill": spec.name, "status": "rejected", "frames": None, "success_rate": None,
@@ -135,13 +140,11 @@ def grow_skills(
             continue
         st.assign_index(spec.name)
         st.save_skill(spec)
-        ctx.specs.append(spec)
-        by_key = providers(ctx.specs)
-        upstream_names = sorted({p for k in needs(spec) if (p := provider_for(spec, k, by_key)) in in_flight}
-                                | {d for d in spec.depends_on if d in in_flight})
-        futures[spec.name] = skill_task.submit(spec.name, ctx, wait_for=[futures[n] for n in upstream_names])
+        ctx.add_skill(spec, config)
+        blocking = sorted(frontier(spec, view))  # every in-flight skill its plan runs through
+        upstream[spec.name] = blocking
+        futures[spec.name] = skill_task.submit(spec.name, ctx, wait_for=[futures[n] for n in blocking])
         in_flight[spec.name] = spec
-        blocking = sorted(frontier(spec, view))
         logger.info("proposed %s (%d/%d)%s", spec.name, proposed, max_skills,
                     f"; frontier {blocking}: generation waits for them" if blocking else "")
         if blocking:

@@ -12,11 +12,12 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
 from typing import Any
 
 from prefect import get_run_logger, task
@@ -33,27 +34,51 @@ class TrainingFailed(FlowRLError, RuntimeError):
     pass
 
 
-@dataclass
 class GraphRun:
-    """What every skill task of one flow run shares (kept in memory: tasks run in threads)."""
+    """What every skill task of one flow run shares (kept in memory: tasks run in threads).
 
-    store_url: str
-    storage_options: dict[str, Any]
-    env: str
-    specs: list[SkillSpec]
-    configs: dict[str, dict[str, Any]]
-    slots: PrioritySlots
-    priority: dict[str, float]
-    retries: int = 2
-    retry_delay_s: float = 1.0
-    continuation: bool = False
-    launcher: str = "local"  # "pool": each skill is a child flow run of the train-skill deployment
-    deployment: str = "train-skill/train-skill"
-    skills_doc: dict[str, Any] = field(default_factory=dict)
-    timeline: list[dict[str, Any]] = field(default_factory=list)
+    A plain class on purpose, not a dataclass: Prefect walks dataclass/dict/list task
+    arguments looking for futures, and walking containers that other threads are appending to
+    (the growing library of grow-skills, the timeline) raises "dictionary changed size".
+    """
+
+    def __init__(
+        self, *, store_url: str, storage_options: dict[str, Any], env: str, specs: list[SkillSpec],
+        configs: dict[str, dict[str, Any]], slots: PrioritySlots, priority: dict[str, float], retries: int = 2,
+        retry_delay_s: float = 1.0, continuation: bool = False, launcher: str = "local",
+        deployment: str = "train-skill/train-skill", skills_doc: dict[str, Any] | None = None,
+        heartbeat_s: float = 5.0, stale_after_s: float = 90.0,
+    ):
+        self.store_url = store_url
+        self.storage_options = storage_options
+        self.env = env
+        self.specs = specs
+        self.configs = configs
+        self.slots = slots
+        self.priority = priority
+        self.retries = retries
+        self.retry_delay_s = retry_delay_s
+        self.continuation = continuation
+        self.launcher = launcher  # "pool": each skill is a child flow run of the train-skill deployment
+        self.deployment = deployment
+        self.skills_doc = skills_doc or {}
+        self.heartbeat_s = heartbeat_s
+        self.stale_after_s = stale_after_s
+        self.timeline: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
 
     def store(self) -> Store:
         return Store(self.store_url, storage_options=self.storage_options, create=False)
+
+    def add_skill(self, spec: SkillSpec, config: dict[str, Any]) -> None:
+        """Grow the library (grow-skills); setups started later plan with the new skill."""
+        with self._lock:
+            self.configs = {**self.configs, spec.name: config}
+            self.specs = [*self.specs, spec]
+
+    def record(self, entry: dict[str, Any]) -> None:
+        with self._lock:
+            self.timeline = [*self.timeline, entry]
 
 
 @task(name="setup", cache_policy=NO_CACHE, task_run_name="setup {skill}")
@@ -78,6 +103,17 @@ def trainer_command(ctx: GraphRun, run_id: str) -> list[str]:
             "--run-id", run_id, "--storage-options", json.dumps(ctx.storage_options)]
 
 
+def _heartbeat(ctx: GraphRun, run_id: str, proc: subprocess.Popen, stop: threading.Event) -> None:
+    """Tell whoever watches this run (the pool launcher) that its trainer is alive."""
+    run = ctx.store().run(run_id)
+    while not stop.is_set() and proc.poll() is None:
+        try:
+            run.write_doc("heartbeat.json", {"at": time.time(), "pid": proc.pid, "host": socket.gethostname()})
+        except Exception:  # noqa: BLE001 - a missed beat is not a failure; the next one may land
+            pass
+        stop.wait(ctx.heartbeat_s)
+
+
 def _describe_exit(code: int) -> str:
     if code < 0:
         try:
@@ -99,6 +135,8 @@ def train_task(skill: str, run_id: str, ctx: GraphRun) -> dict[str, Any]:
         tail: deque[str] = deque(maxlen=20)
         proc = subprocess.Popen(trainer_command(ctx, run_id), env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)
+        beating = threading.Event()
+        threading.Thread(target=_heartbeat, args=(ctx, run_id, proc, beating), daemon=True).start()
         last_log = 0.0
         assert proc.stdout is not None
         for line in proc.stdout:
@@ -111,8 +149,9 @@ def train_task(skill: str, run_id: str, ctx: GraphRun) -> dict[str, Any]:
             elif line and not line.startswith('{"result"'):
                 logger.info("%s: %s", skill, line)
         code = proc.wait()
+        beating.set()
         ended = time.time()
-        ctx.timeline.append({"skill": skill, "slot": slot, "start": started, "end": ended, "exit": code})
+        ctx.record({"skill": skill, "slot": slot, "start": started, "end": ended, "exit": code})
     if code != 0:
         raise TrainingFailed(f"skill {skill!r}: trainer {_describe_exit(code)} (run {run_id}); "
                              f"last output: {' | '.join(list(tail)[-3:])}")
@@ -164,39 +203,72 @@ def skill_task(skill: str, ctx: GraphRun) -> dict[str, Any]:
 
 
 def _run_on_pool(skill: str, run_id: str, ctx: GraphRun) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Train and merge ``run_id`` as a child flow run on the GPU pool, retrying crashed runs.
+    """Train and merge ``run_id`` as a child flow run on the GPU pool, retrying lost or failed runs.
 
     The pool's concurrency limit caps trainings across all machines; the orchestrator's own
     slots (same count) only decide which ready skill asks first (critical-path order).  Results
-    come back through the store, not Prefect results (a deployment run's result is not
-    readable by the parent without shared result storage).
+    come back through the store, not Prefect results (a deployment run's result is not readable
+    by the parent without shared result storage).
+
+    A worker machine that dies takes its flow run with it, and nothing tells the server: the run
+    stays "Running" forever.  So the trainer writes a heartbeat into the run folder, and a child
+    whose heartbeat is older than ``ctx.stale_after_s`` is marked Crashed and tried again — on
+    whichever worker is alive, resuming from the run's last checkpoint in the shared store.
     """
+    from prefect import get_client
     from prefect.deployments import run_deployment
+    from prefect.states import Crashed
 
     logger = get_run_logger()
     params = {"skill": skill, "skills": ctx.skills_doc, "store": ctx.store_url, "env": ctx.env,
               "config": ctx.configs[skill], "run_id": run_id, "retries": 0, "continuation": ctx.continuation,
               "storage_options": ctx.storage_options}
+    store = ctx.store()
     last = None
     with ctx.slots.hold(skill, ctx.priority.get(skill, 0.0)) as (slot, _):
         for attempt in range(ctx.retries + 1):
             started = time.time()
-            flow_run = run_deployment(ctx.deployment, parameters=params, timeout=None, as_subflow=True,
-                                      poll_interval=1, flow_run_name=f"{skill} ({run_id}, try {attempt + 1})")
-            state = flow_run.state
-            ctx.timeline.append({"skill": skill, "slot": slot, "start": started, "end": time.time(),
-                                 "exit": 0 if state and state.is_completed() else 1, "flow_run": str(flow_run.id)})
-            if state is not None and state.is_completed():
+            flow_run = run_deployment(ctx.deployment, parameters=params, timeout=0, as_subflow=True,
+                                      flow_run_name=f"{skill} ({run_id}, try {attempt + 1})")
+            state = _watch_child(flow_run.id, run_id, store, ctx, started)
+            ctx.record({"skill": skill, "slot": slot, "start": started, "end": time.time(),
+                                 "exit": 0 if state.is_completed() else 1, "flow_run": str(flow_run.id),
+                                 "state": state.name})
+            if state.is_completed():
                 break
             last = state
+            if state.name == "Lost":
+                with get_client(sync_client=True) as client:
+                    client.set_flow_run_state(flow_run.id, Crashed(message=state.message), force=True)
             logger.warning("%s: child flow run %s ended %s (%s); attempt %d of %d", skill, flow_run.id,
-                           state.name if state else "?", state.message if state else "", attempt + 1, ctx.retries + 1)
+                           state.name, state.message, attempt + 1, ctx.retries + 1)
         else:
-            raise TrainingFailed(f"skill {skill!r}: every pool attempt failed; last: "
-                                 f"{last.name if last else '?'} {last.message if last else ''}")
-    store = ctx.store()
+            raise TrainingFailed(f"skill {skill!r}: every pool attempt failed; last: {last.name if last else '?'} "
+                                 f"{last.message if last else ''}")
     result = skill_run.read_result(store, run_id)
     run = store.run(run_id)
     if result is None or not run.has_doc("merge.json"):
         raise TrainingFailed(f"skill {skill!r}: child flow completed but run {run_id} has no result/merge record")
     return result, run.read_doc("merge.json")
+
+
+def _watch_child(flow_run_id: Any, run_id: str, store: Store, ctx: GraphRun, started: float) -> Any:
+    """Poll the child flow run until it is final, or until its trainer's heartbeat goes stale."""
+    from prefect import get_client
+    from prefect.states import State
+
+    run = store.run(run_id)
+    with get_client(sync_client=True) as client:
+        while True:
+            state = client.read_flow_run(flow_run_id).state
+            if state is not None and state.is_final():
+                return state
+            if state is not None and state.is_running():
+                beat = run.read_doc("heartbeat.json") if run.has_doc("heartbeat.json") else None
+                last = max(float(beat["at"]) if beat else 0.0, state.timestamp.timestamp())
+                if beat and float(beat["at"]) < started:
+                    last = state.timestamp.timestamp()  # a beat from an earlier attempt says nothing
+                if time.time() - last > ctx.stale_after_s:
+                    return State(type=state.type, name="Lost",
+                                 message=f"no heartbeat from run {run_id} for {time.time() - last:.0f}s: worker lost")
+            time.sleep(1.0)
