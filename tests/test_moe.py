@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -29,6 +31,12 @@ def make(k: int, seed: int = 0, block: int | None = None, big: int | None = None
     return net, params
 
 
+@functools.lru_cache(maxsize=None)
+def jitted_apply(k: int, block: int | None = None, big: int | None = None):
+    """One compiled apply per network shape, shared by the tests (compiles dominate their time)."""
+    return jax.jit(make(k, block=block, big=big)[0].apply)
+
+
 @jax.jit
 def per_sample_reference(params, obs, idx):
     """Run every sample through its own expert, extracted as a separate plain network."""
@@ -38,10 +46,10 @@ def per_sample_reference(params, obs, idx):
 
 @pytest.mark.parametrize("k,block,big", [(1, None, None), (3, None, None), (4, 8, 8), (8, 8, 16)])
 def test_routing_matches_separate_experts(k, block, big):
-    net, params = make(k, block=block, big=big)
+    _, params = make(k, block=block, big=big)
     obs = jax.random.normal(jax.random.PRNGKey(1), (37, OBS))
     idx = jax.random.randint(jax.random.PRNGKey(2), (37,), 0, k)
-    logits, value = jax.jit(net.apply)(params, obs, idx)
+    logits, value = jitted_apply(k, block, big)(params, obs, idx)
     ref_logits, ref_value = per_sample_reference(params, obs, idx)
     np.testing.assert_allclose(logits, ref_logits, atol=1e-5)
     np.testing.assert_allclose(value, ref_value, atol=1e-5)
@@ -50,7 +58,7 @@ def test_routing_matches_separate_experts(k, block, big):
 @pytest.mark.parametrize("skew", ["all_last", "all_first", "one_each_rest_first"])
 def test_no_sample_dropped_under_skewed_routing(skew):
     k, batch = 8, 64
-    net, params = make(k, block=8, big=32)
+    _, params = make(k, block=8, big=32)
     obs = jax.random.normal(jax.random.PRNGKey(3), (batch, OBS))
     if skew == "all_last":
         idx = jnp.full((batch,), k - 1, jnp.int32)
@@ -58,7 +66,7 @@ def test_no_sample_dropped_under_skewed_routing(skew):
         idx = jnp.zeros((batch,), jnp.int32)
     else:
         idx = jnp.zeros((batch,), jnp.int32).at[jnp.arange(k)].set(jnp.arange(k))
-    logits, value = jax.jit(net.apply)(params, obs, idx)
+    logits, value = jitted_apply(k, 8, 32)(params, obs, idx)
     ref_logits, ref_value = per_sample_reference(params, obs, idx)
     np.testing.assert_allclose(logits, ref_logits, atol=1e-5)
     np.testing.assert_allclose(value, ref_value, atol=1e-5)
@@ -103,10 +111,8 @@ def test_get_set_round_trip_across_sizes():
         np.testing.assert_array_equal(a, b)
     # The moved expert computes the same function in its new home.
     obs = jax.random.normal(jax.random.PRNGKey(5), (6, OBS))
-    net8, _ = make(8)
-    net2, _ = make(2)
-    lo8, v8 = jax.jit(net8.apply)(p8, obs, jnp.full((6,), 5, jnp.int32))
-    lo2, v2 = jax.jit(net2.apply)(p2b, obs, jnp.ones((6,), jnp.int32))
+    lo8, v8 = jitted_apply(8)(p8, obs, jnp.full((6,), 5, jnp.int32))
+    lo2, v2 = jitted_apply(2)(p2b, obs, jnp.ones((6,), jnp.int32))
     np.testing.assert_allclose(lo8, lo2, atol=1e-6)
     np.testing.assert_allclose(v8, v2, atol=1e-6)
     # Format is independent of K and accepts numpy leaves (as restored from msgpack).
@@ -127,7 +133,7 @@ def test_set_expert_rejects_wrong_shape():
 
 def test_block_size_and_capacity_bound():
     assert default_big_block(2048, 128) == 256 and default_big_block(64, 8) == 32
-    assert default_block_size(2048, 8) == 128
+    assert default_block_size(2048, 8) == 64
     assert default_block_size(64, 8) == 8
     assert default_block_size(100000, 2) == 256
     # Every routing of B samples fits the static padded buffer.

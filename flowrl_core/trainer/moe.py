@@ -28,8 +28,8 @@ Dispatch, and why it looks like this (see perf_anchors.md §4 and ``benchmarks/t
 
   The trade-off is GEMM size and loop overhead: block GEMMs are less efficient on XLA:CPU than
   one big GEMM, every loop iteration has a fixed cost that dominates small networks, and a
-  larger ``b`` wastes more padding.  :func:`default_block_size` picks ``b ~ B / (2K)`` in
-  [8, 256] (<= ~25 % padding at uniform routing) and :func:`default_big_block` ``~ B / 2``
+  larger ``b`` wastes more padding.  :func:`default_block_size` picks ``b ~ B / (4K)`` in
+  [8, 256] (<= ~12 % padding at uniform routing) and :func:`default_big_block` ``~ B / 2``
   (<= 256).  Measured (``benchmarks/trainer.py``): at Craftax size (1345 inputs, 3 x 512,
   minibatch 2048) a K = 8 train step costs ~1.6x one network per sample; with 3 x 128 networks
   the fixed loop costs make it ~2-2.4x.  K = 1 skips all of this and runs a plain MLP.
@@ -115,8 +115,12 @@ class DispatchLayout(NamedTuple):
 
 
 def default_block_size(batch: int, num_experts: int) -> int:
-    """Small block ``b ~ B / (2K)``, a power of two in [8, 256]: <= ~25 % padding when uniform."""
-    target = max(1, batch // (2 * max(1, num_experts)))
+    """Small block ``b ~ B / (4K)``, a power of two in [8, 256]: <= ~12 % padding when uniform.
+
+    Measured: smaller blocks than this add loop overhead, larger ones padding (B / 2K was ~15 %
+    slower for 3 x 128 networks and no faster at Craftax size).
+    """
+    target = max(1, batch // (4 * max(1, num_experts)))
     b = 1 << (target.bit_length() - 1)
     return int(min(MAX_BLOCK, max(MIN_BLOCK, b)))
 
