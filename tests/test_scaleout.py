@@ -1,0 +1,183 @@
+"""Scale-out end to end (slow): a real `prefect server` on 127.0.0.1, the pools and deployments
+of prefect.yaml, two GPU-pool workers (limit 2), an S3 store served by moto on 127.0.0.1, a
+diamond-shaped skill graph, and a worker killed mid-skill.  Every process it starts is stopped."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from flowrl_core.merge import current_version
+from flowrl_core.skill_run import read_result, skill_runs
+from flowrl_core.store import Store
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parent.parent
+TINY = {"num_envs": 8, "num_steps": 16, "num_minibatches": 2, "update_epochs": 1, "width": 16, "depth": 1,
+        "total_timesteps": 8 * 16 * 3, "checkpoint_every": 1}
+DIAMOND = {"skills": [
+    {"name": "Collect_Wood", "gains": {"wood": 1}},
+    {"name": "Place_Table", "requires": {"wood": 2}, "consumes": {"wood": 2}, "gains": {"achievement:place_table": 1}},
+    {"name": "Make_Wood_Pickaxe", "requires": {"wood": 1, "achievement:place_table": 1}, "consumes": {"wood": 1},
+     "gains": {"wood_pickaxe": 1}},
+    {"name": "Make_Wood_Sword", "requires": {"wood": 1, "achievement:place_table": 1}, "consumes": {"wood": 1},
+     "gains": {"wood_sword": 1}},
+    {"name": "Collect_Stone", "requires": {"wood_pickaxe": 1}, "gains": {"stone": 1},
+     "depends_on": ["Make_Wood_Sword"], "train": {"total_timesteps": 8 * 16 * 30}},
+]}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def kill_tree(proc: psutil.Process | subprocess.Popen, sig: int = signal.SIGKILL) -> None:
+    try:
+        root = psutil.Process(proc.pid)
+        procs = root.children(recursive=True) + [root]
+    except psutil.NoSuchProcess:
+        return
+    for p in procs:
+        try:
+            p.send_signal(sig)
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(procs, timeout=20)
+
+
+@pytest.fixture
+def cluster(tmp_path, s3_server):
+    endpoint, options = s3_server
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    env = dict(os.environ, PREFECT_HOME=str(tmp_path / "prefect"), PREFECT_API_URL=api,
+               PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_WORKER_QUERY_SECONDS="1",
+               PREFECT_WORKER_PREFETCH_SECONDS="1", FLOWRL_CHECKOUT=str(ROOT),
+               FLOWRL_STORE=f"s3://flowrl/e2e-{uuid.uuid4().hex[:8]}", PYTHONUNBUFFERED="1")
+    started: list[subprocess.Popen] = []
+    logs = tmp_path / "logs"
+    logs.mkdir()
+
+    def spawn(name: str, cmd: list[str]) -> subprocess.Popen:
+        out = open(logs / f"{name}.log", "w")
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        started.append(proc)
+        return proc
+
+    try:
+        spawn("server", ["prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)])
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{api}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(1)
+        else:
+            pytest.fail("prefect server did not start: " + (logs / "server.log").read_text()[-2000:])
+        run = lambda *cmd: subprocess.run(list(cmd), cwd=ROOT, env=env, capture_output=True, text=True,  # noqa: E731
+                                          timeout=300)
+        created = run(sys.executable, "-m", "flows.cli", "pool", "create", "--gpus", "2")
+        assert created.returncode == 0, created.stderr
+        again = run(sys.executable, "-m", "flows.cli", "pool", "create", "--gpus", "2")  # idempotent
+        assert again.returncode == 0 and "updated work pool gpu-pool" in again.stdout
+        deployed = run("prefect", "--no-prompt", "deploy", "--all")
+        assert deployed.returncode == 0, deployed.stdout[-3000:] + deployed.stderr[-3000:]
+        workers = [spawn(f"worker{g}", [sys.executable, "-m", "flows.cli", "worker", "start", "--gpu", str(g)])
+                   for g in (0, 1)]
+        yield {"api": api, "env": env, "workers": workers, "options": options, "store": env["FLOWRL_STORE"],
+               "logs": logs}
+    finally:
+        for proc in started:
+            kill_tree(proc, signal.SIGTERM)
+            kill_tree(proc, signal.SIGKILL)
+        for proc in started:
+            assert proc.poll() is not None
+
+
+def _flow_run_intervals(api: str) -> list[tuple[float, float]]:
+    from prefect import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName, FlowRunFilter
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: api}):
+        with get_client(sync_client=True) as client:
+            deps = client.read_deployments(deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["train-skill"])))
+            runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(deployment_id={"any_": [deps[0].id]}))
+    out = []
+    for r in runs:
+        if r.start_time:
+            end = r.end_time or r.state.timestamp
+            out.append((r.start_time.timestamp(), end.timestamp()))
+    return out
+
+
+def test_pool_diamond_on_s3_with_a_worker_killed_mid_skill(cluster):
+    import threading
+
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    store_url, options = cluster["store"], cluster["options"]
+    box: dict = {}
+
+    def orchestrate():
+        from flows.graph_flow import train_skill_graph
+
+        with temporary_settings(updates={PREFECT_API_URL: cluster["api"]}):
+            state = train_skill_graph(skills=DIAMOND, store=store_url, env="gridworld", profile="tiny",
+                                      overrides=TINY, slots=2, retries=2, launcher="pool",
+                                      storage_options=options, stale_after_s=25, return_state=True)
+            box["state"], box["summary"] = state, state.result(raise_on_failure=False)
+
+    thread = threading.Thread(target=orchestrate)
+    thread.start()
+    killed_run = None
+    deadline = time.monotonic() + 900
+    while thread.is_alive() and killed_run is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+        try:
+            store = Store(store_url, storage_options=options, create=False)
+            runs = skill_runs(store, "Collect_Stone")
+        except Exception:
+            continue
+        for run_id in runs:
+            run = store.run(run_id)
+            if run.checkpoints() and run.has_doc("heartbeat.json") and read_result(store, run_id) is None:
+                trainer_pid = run.read_doc("heartbeat.json")["pid"]
+                for worker in cluster["workers"]:
+                    tree = {p.pid for p in psutil.Process(worker.pid).children(recursive=True)}
+                    if trainer_pid in tree:
+                        kill_tree(worker)  # the machine dies: worker, its flow run and the trainer
+                        killed_run = run_id
+    thread.join(900)
+    assert killed_run, "never caught Collect_Stone training to kill its worker"
+    state, summary = box["state"], box["summary"]
+    assert state.is_completed(), state.message
+    assert {r["skill"]: r["status"] for r in summary["skills"]} == {s["name"]: "trained" for s in DIAMOND["skills"]}
+    stone = [t for t in summary["timeline"] if t["skill"] == "Collect_Stone"]
+    assert stone[0]["state"] == "Lost" and stone[-1]["state"] == "Completed"
+    store = Store(store_url, storage_options=options, create=False)
+    result = read_result(store, killed_run)
+    assert result["resumed_from_update"] >= 1 and result["frames"] == 8 * 16 * 30
+    for row in summary["skills"]:
+        assert current_version(store, summary["indices"][row["skill"]]) is not None
+    assert current_version(store, summary["indices"]["Collect_Stone"]).frames == 8 * 16 * 30
+    intervals = _flow_run_intervals(cluster["api"])
+    points = sorted([(a, 1) for a, _ in intervals] + [(b, -1) for _, b in intervals], key=lambda p: (p[0], p[1]))
+    level = peak = 0
+    for _, d in points:
+        level += d
+        peak = max(peak, level)
+    assert 1 <= peak <= 2  # the pool's limit held across workers
