@@ -80,7 +80,7 @@ def test_clip_by_expert_norm_is_per_expert():
 
 def test_updates_frames_and_expert_steps_exact(env):
     rows = []
-    cfg = tiny(total_timesteps=16 * 16 * 3 + 100, updates_per_call=2, checkpoint_every=0)
+    cfg = tiny(total_timesteps=16 * 16 * 3 + 100, updates_per_call=4, checkpoint_every=0)  # one 3-update call
     result = train(env, env.default_params, PLAN, SPECS, EXPERTS, cfg, on_metrics=rows.append)
     assert result.updates == 3 and len(rows) == 3  # the partial update is not run
     assert result.frames == 3 * 16 * 16
@@ -127,12 +127,7 @@ def test_checkpoint_resume_after_crash_no_double_counting(env):
     again = train(env, env.default_params, PLAN, SPECS, EXPERTS, cfg, checkpoint_io=io,
                   on_metrics=lambda r: pytest.fail("no update should run"))
     assert again.frames == result.frames and again.updates == 4 and again.expert_steps == result.expert_steps
-
-
-def test_checkpoint_from_other_configuration_is_rejected(env):
-    io = MemoryIO()
-    train(env, env.default_params, PLAN, SPECS, EXPERTS, tiny(total_timesteps=256, checkpoint_every=1),
-          checkpoint_io=io)
+    # A checkpoint written by another configuration is an error, not a guess.
     with pytest.raises(ValueError, match="different run configuration"):
         train(env, env.default_params, PLAN, SPECS, EXPERTS, tiny(total_timesteps=512, num_envs=8), checkpoint_io=io)
     with pytest.raises(ValueError, match="not a flowrl-ppo-v1"):
