@@ -65,6 +65,8 @@ def train_skill_graph(
     deployment: str = "train-skill/train-skill",
     skills: dict[str, Any] | None = None,
     stale_after_s: float = 90.0,
+    priority: str = "critical-path",
+    trainer: str = "subprocess",
 ) -> Any:
     """Train the skills of ``skills_file`` into ``store``.
 
@@ -98,6 +100,8 @@ def train_skill_graph(
     devices = [str(g) for g in gpus] if gpus else [""] * max(1, int(slots))
     if int(slots) < 1:
         raise ValueError(f"slots must be >= 1, got {slots}")
+    if priority not in ("critical-path", "arrival"):
+        raise ValueError(f"priority must be 'critical-path' or 'arrival', got {priority!r}")
     if launcher not in ("local", "pool"):
         raise ValueError(f"launcher must be 'local' or 'pool', got {launcher!r}")
 
@@ -105,12 +109,14 @@ def train_skill_graph(
     indices = {n: st.assign_index(n) for n in order}
     for spec in specs:  # the store keeps the whole library, so reports and continuations see every skill
         st.save_skill(spec)
-    lengths = critical_path_lengths(graph)
-    crit = critical_path(graph)
+    budget = {n: float(configs[n]["total_timesteps"]) if n in configs else 0.0 for n in order}
+    lengths = critical_path_lengths(graph, budget)  # frames left on the longest path: who goes first
+    crit = critical_path(graph, budget)
     logger.info("%d skills, training %d on %d slot(s); order %s; critical path %s", len(order), len(targets),
                 len(devices), " → ".join(targets), " → ".join(crit))
     ctx = GraphRun(store_url=st.url, storage_options=dict(storage_options or {}), env=env, specs=specs,
-                   configs=configs, slots=PrioritySlots(devices), priority=lengths, retries=int(retries),
+                   configs=configs, slots=PrioritySlots(devices),
+                   priority=lengths if priority == "critical-path" else {}, retries=int(retries), trainer=trainer,
                    continuation=continuation, launcher=launcher, deployment=deployment,
                    skills_doc={"skills": [s.to_dict() for s in specs]}, stale_after_s=float(stale_after_s))
 
@@ -165,7 +171,8 @@ def train_skill_graph(
                              description="skill DAG, states and critical path")
     peak = ctx.slots.peak_concurrency()
     summary = {"store": st.url, "skills": rows, "failed": failures, "peak_concurrency": peak,
-               "timeline": ctx.timeline, "indices": indices}
+               "timeline": ctx.timeline, "indices": indices, "merged_at": ctx.merged_at,
+               "slot_events": [vars(e) for e in ctx.slots.events]}
     logger.info("done: %s", ", ".join(f"{r['skill']}={r['status']}" for r in rows))
     if failures:
         return Failed(message=f"{len(failures)} of {len(targets)} skill(s) did not train: "
