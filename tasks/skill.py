@@ -218,7 +218,8 @@ def skill_task(skill: str, ctx: GraphRun) -> dict[str, Any]:
     else:
         trainer = train_task.with_options(retries=ctx.retries, retry_delay_seconds=ctx.retry_delay_s)
         result = trainer(skill, run_id, ctx)
-        decisions = merge_task(skill, run_id, ctx)
+        merger = merge_task.with_options(retries=ctx.retries, retry_delay_seconds=ctx.retry_delay_s)
+        decisions = merger(skill, run_id, ctx)  # idempotent, so a retry after a failed write is safe
     ctx.mark_merged(skill)
     return {
         "skill": skill, "status": "trained", "run_id": run_id, "resumed": setup.resumed,

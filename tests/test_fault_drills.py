@@ -1,0 +1,100 @@
+"""Fault drills (slow): what survives a killed orchestrator, failing storage and merge storms."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from flowrl_core.merge import current_version, store_snapshot
+from flowrl_core.skill_run import read_result, skill_runs
+from flowrl_core.store import Store
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parent.parent
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from test_flow import GRAPH, TINY, run_flow, write_graph  # noqa: E402
+from test_merge import run_workers, sequential_replay  # noqa: E402
+
+
+@pytest.mark.usefixtures("prefect_harness")
+@pytest.mark.parametrize("pattern,mode", [("/versions/", "after"), ("result.json", "before"), ("/blobs/", "before")])
+def test_failing_store_write_fails_the_task_clearly_and_the_retry_succeeds(tmp_path, pattern, mode):
+    skills_file = write_graph(tmp_path, {"skills": GRAPH["skills"][:2]})
+    faults = tmp_path / "faults"
+    options = {"fail_pattern": pattern, "fail_times": 1, "fail_mode": mode, "state_dir": str(faults)}
+    url = f"faulty://{tmp_path / 'store'}"
+    state, summary = run_flow(skills_file=skills_file, store=url, env="gridworld", profile="tiny",
+                              overrides=TINY, retries=2, storage_options=options)
+    assert state.is_completed(), state.message
+    assert len(list(faults.iterdir())) == 1  # the fault did fire, once
+    store = Store(url, storage_options={})
+    for row in summary["skills"]:
+        assert row["status"] == "trained"
+        assert read_result(store, row["run_id"])["frames"] == TINY["total_timesteps"]
+    snap = store_snapshot(store)  # every visible version decodes and matches its blob
+    assert set(snap) == {0, 1}
+    from flowrl_core.merge import load_params
+    for index in snap:
+        load_params(store, current_version(store, index))
+
+
+def test_killed_flow_process_then_rerun_retrains_nothing_finished(tmp_path):
+    data = json.loads(json.dumps({"skills": GRAPH["skills"][:3]}))
+    data["skills"][1]["train"] = {"total_timesteps": 8 * 16 * 60}  # Place_Table runs long enough to be killed
+    skills_file = write_graph(tmp_path, data)
+    store_url = str(tmp_path / "store")
+    sets = [f"--set={k}={json.dumps(v)}" for k, v in TINY.items() if k != "total_timesteps"]
+    cmd = [sys.executable, "-m", "flows.cli", "run", skills_file, "--store", store_url, "--profile", "tiny",
+           f"--set=total_timesteps={TINY['total_timesteps']}", *sets]
+    env = dict(os.environ, PREFECT_HOME=str(tmp_path / "prefect"), PREFECT_SERVER_ANALYTICS_ENABLED="false",
+               PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="120")
+    first = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)
+    deadline, killed_run = time.monotonic() + 600, None
+    while time.monotonic() < deadline and killed_run is None and first.poll() is None:
+        time.sleep(0.5)
+        try:
+            store = Store(store_url, create=False)
+            runs = skill_runs(store, "Place_Table")
+        except Exception:
+            continue
+        for run_id, rec in runs.items():
+            if rec.get("status") == "started" and store.run(run_id).checkpoints():
+                os.killpg(first.pid, signal.SIGKILL)  # the orchestrator and its trainer die at once
+                killed_run = run_id
+    first.wait(60)
+    assert killed_run, "Place_Table never got far enough to be killed"
+    store = Store(store_url, create=False)
+    wood_run = [r for r, rec in skill_runs(store, "Collect_Wood").items() if rec["status"] == "completed"]
+    assert len(wood_run) == 1
+    second = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert second.returncode == 0, second.stderr[-3000:]
+    runs = {name: skill_runs(store, name) for name in ("Collect_Wood", "Place_Table", "Make_Wood_Pickaxe")}
+    assert list(runs["Collect_Wood"]) == wood_run  # finished skill not retrained
+    assert list(runs["Place_Table"]) == [killed_run]  # unfinished one resumed, same run
+    result = read_result(store, killed_run)
+    assert result["resumed_from_update"] >= 1 and result["frames"] == 8 * 16 * 60
+    assert all(rec["status"] == "completed" for r in runs.values() for rec in r.values())
+
+
+def test_8_processes_x_50_merges_file_store(tmp_path):
+    url = str(tmp_path / "st")
+    Store(url)
+    run_workers(url, {}, workers=8, merges=50)
+    assert store_snapshot(Store(url)) == sequential_replay(8, 50)
+
+
+def test_8_processes_x_50_merges_s3_store(s3_url):
+    url, options = s3_url
+    Store(url, storage_options=options)
+    run_workers(url, options, workers=8, merges=50)
+    assert store_snapshot(Store(url, storage_options=options)) == sequential_replay(8, 50)
