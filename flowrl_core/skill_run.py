@@ -141,8 +141,6 @@ def setup(
         specs={s: by_name[s].to_dict() for s in remap.skill_of_global.values()}, remap=remap,
         frames_at_setup=frames, base_versions=bases, config=dict(config), continuation=continuation,
     )
-    for spec_name in job.specs:
-        store.save_skill(by_name[spec_name])
     store.run(job.run_id).write_doc("job.json", job.to_dict())
     store.write_json(("skills", skill, "runs", f"{job.run_id}.json"),
                      {"run_id": job.run_id, "status": "started", "started_at": job.created_at,

@@ -39,6 +39,7 @@ def train_skill(
     st = Store(store, storage_options=storage_options)
     for s in specs:
         st.assign_index(s.name)
+        st.save_skill(s)
     ctx = GraphRun(store_url=st.url, storage_options=dict(storage_options or {}), env=env, specs=specs,
                    configs={skill: cfg}, slots=PrioritySlots.cpu(1), priority={}, retries=retries,
                    continuation=continuation)
