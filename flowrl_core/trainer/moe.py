@@ -30,9 +30,12 @@ Dispatch, and why it looks like this (see perf_anchors.md §4 and ``benchmarks/t
   one big GEMM, every loop iteration has a fixed cost that dominates small networks, and a
   larger ``b`` wastes more padding.  :func:`default_block_size` picks ``b ~ B / (4K)`` in
   [8, 256] (<= ~12 % padding at uniform routing) and :func:`default_big_block` ``~ B / 2``
-  (<= 256).  Measured (``benchmarks/trainer.py``): at Craftax size (1345 inputs, 3 x 512,
-  minibatch 2048) a K = 8 train step costs ~1.6x one network per sample; with 3 x 128 networks
-  the fixed loop costs make it ~2-2.4x.  K = 1 skips all of this and runs a plain MLP.
+  (<= 256).  Measured (``benchmarks/trainer.py``, shared 2-core CPU, noisy): at Craftax size
+  (1345 inputs, 3 x 512, minibatch 2048, uniform routing) a K = 8 train step costs 1.6-2.0x one
+  network per sample, 1.3-1.5x when skewed.  The cost grows as the per-expert batch shrinks:
+  every active expert's weights are read once per block, so with ~64 samples per expert
+  (minibatch 512 at K = 8) it is ~2.8x, and a 64-env rollout forward at K = 8 ~7x (weight
+  reads, as for any MoE).  K = 1 skips all of this and runs a plain MLP.
 
 Routing indices must lie in ``[0, K)``; out-of-range values are clipped (an index can not be
 checked inside ``jit``).  The grouped loops are written for a batch axis that is *not* vmapped;
