@@ -27,7 +27,7 @@ from flowrl_core.errors import SkillFileError
 from flowrl_core.spec import ACHIEVEMENT_PREFIX, SkillSpec, achievement_name, is_achievement
 
 SKILL_KEYS = ("name", "requires", "consumes", "gains", "depends_on", "train", "description", "predicate")
-TOP_KEYS = ("skills", "name", "description", "env")
+TOP_KEYS = ("skills", "name", "description", "env", "env_options")
 MAX_NAME_LEN = 100
 
 # Per-skill training overrides a skill file may set; the trainer's config owns their meaning.
@@ -221,6 +221,11 @@ def decode_skill_text(text: str, *, source: str, fmt: str) -> Any:
 
 def load_skill_file(path: str | Path) -> list[SkillSpec]:
     """Read and validate a ``.yaml``/``.yml``/``.json`` skill file."""
+    return load_skill_doc(path)[0]
+
+
+def load_skill_doc(path: str | Path) -> tuple[list[SkillSpec], dict[str, Any]]:
+    """Specs plus the file's defaults: ``env`` (a name) and ``env_options`` (a map)."""
     p = Path(path)
     source = str(path)
     suffix = p.suffix.lower()
@@ -235,7 +240,17 @@ def load_skill_file(path: str | Path) -> list[SkillSpec]:
     except UnicodeDecodeError:
         raise SkillFileError("is not UTF-8 text", source=source) from None
     data = decode_skill_text(text, source=source, fmt="json" if suffix == ".json" else "yaml")
-    return parse_skills(data, source=source)
+    specs = parse_skills(data, source=source)
+    defaults: dict[str, Any] = {}
+    if data.get("env") is not None:
+        if not isinstance(data["env"], str):
+            raise SkillFileError("'env' must be an environment name", source=source)
+        defaults["env"] = data["env"]
+    if data.get("env_options") is not None:
+        if not isinstance(data["env_options"], Mapping):
+            raise SkillFileError("'env_options' must be a map of environment settings", source=source)
+        defaults["env_options"] = dict(data["env_options"])
+    return specs, defaults
 
 
 def needs(spec: SkillSpec) -> dict[str, int]:

@@ -106,7 +106,10 @@ def _series(rows: Sequence[Mapping[str, Any]], key: str) -> np.ndarray:
 
 def _reach_matrix(rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
     """[rows, steps] reach rates, NaN where a row lacks a step (plans may differ in length)."""
-    lists = [r.get("step_reach") if isinstance(r.get("step_reach"), (list, tuple)) else [] for r in rows]
+    def reach(r: Mapping[str, Any]) -> Any:  # the trainer logs "step_reached"
+        return r.get("step_reached", r.get("step_reach"))
+
+    lists = [reach(r) if isinstance(reach(r), (list, tuple)) else [] for r in rows]
     width = max((len(x) for x in lists), default=0)
     out = np.full((len(rows), width), np.nan)
     for i, reach in enumerate(lists):

@@ -44,6 +44,7 @@ class SkillJob:
     base_versions: dict[int, str | None]
     config: dict[str, Any]
     continuation: bool = False
+    env_options: dict[str, Any] = field(default_factory=dict)
     created_at: str = field(default_factory=now_iso)
 
     @property
@@ -66,7 +67,7 @@ class SkillJob:
             frames_at_setup={int(k): int(v) for k, v in d["frames_at_setup"].items()},
             base_versions={int(k): v for k, v in d["base_versions"].items()},
             config=dict(d["config"]), continuation=bool(d.get("continuation", False)),
-            created_at=d.get("created_at", ""),
+            env_options=dict(d.get("env_options") or {}), created_at=d.get("created_at", ""),
         )
 
 
@@ -112,12 +113,15 @@ def setup(
     config: Mapping[str, Any],
     continuation: bool = False,
     run_id: str | None = None,
+    env_options: Mapping[str, Any] | None = None,
 ) -> SetupResult:
     """Decide done / resume / new; for a new run, remap and pin the seed versions."""
     budget = int(config["total_timesteps"])
     runs = skill_runs(store, skill)
-    done = sum(int(r.get("frames", 0)) for r in runs.values() if r.get("status") == "completed")
-    if not continuation and run_id is None and done >= budget:
+    completed = [r for r in runs.values() if r.get("status") == "completed"]
+    done = sum(int(r.get("frames", 0)) for r in completed)
+    reached = any(r.get("early_stopped") for r in completed)  # hit its success threshold: done early
+    if not continuation and run_id is None and (done >= budget or reached):
         return SetupResult(skill, None, resumed=False, done_frames=done)
     unfinished = sorted((r.get("started_at", ""), rid) for rid, r in runs.items()
                         if r.get("status") == "started" and bool(r.get("continuation")) == continuation)
@@ -140,6 +144,7 @@ def setup(
         run_id=run_id or new_run_id(skill), skill=skill, env=env, plan=plan,
         specs={s: by_name[s].to_dict() for s in remap.skill_of_global.values()}, remap=remap,
         frames_at_setup=frames, base_versions=bases, config=dict(config), continuation=continuation,
+        env_options=dict(env_options or {}),
     )
     store.run(job.run_id).write_doc("job.json", job.to_dict())
     store.write_json(("skills", skill, "runs", f"{job.run_id}.json"),
@@ -177,6 +182,7 @@ def merge(store: Store, run_id: str) -> list[Decision]:
     store.write_json(("skills", job.skill, "runs", f"{run_id}.json"),
                      {"run_id": run_id, "status": "completed", "started_at": job.created_at,
                       "completed_at": now_iso(), "frames": trained, "continuation": job.continuation,
+                      "early_stopped": bool(result.get("early_stopped")),
                       "success_rate": result.get("metrics", {}).get("success_rate"),
                       "decisions": [d.to_dict() for d in decisions]})
     return decisions

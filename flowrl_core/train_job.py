@@ -68,7 +68,7 @@ def seed_params(store: Store, job: SkillJob) -> dict[int, Any]:
 
 
 def run_job(store: Store, run_id: str, *, echo: bool = True) -> dict[str, Any]:
-    from flowrl_core.envs import make_env
+    from flowrl_core.envs import make_env_and_params
     from flowrl_core.graph import parse_skill
     from flowrl_core.trainer.ppo import PPOConfig, extract_experts, train
 
@@ -81,11 +81,11 @@ def run_job(store: Store, run_id: str, *, echo: bool = True) -> dict[str, Any]:
     resumed_from = int(checkpoints[-1][:9]) if checkpoints else 0
     if resumed_from:
         print(f"resuming run {run_id} from its checkpoint at update {resumed_from}", flush=True)
-    env = make_env(job.env)
+    env, env_params = make_env_and_params(job.env, job.env_options)
     specs = {name: parse_skill(d) for name, d in job.specs.items()}
     config = PPOConfig(**job.config)
     metrics = MetricsWriter(run, echo=echo)
-    result = train(env, env.default_params, job.plan, specs, job.remap.local_of_skill(), config,
+    result = train(env, env_params, job.plan, specs, job.remap.local_of_skill(), config,
                    init_params=seed_params(store, job), checkpoint_io=CheckpointWithMetrics(run, metrics),
                    on_metrics=metrics)
     metrics.flush()
@@ -99,13 +99,13 @@ def run_job(store: Store, run_id: str, *, echo: bool = True) -> dict[str, Any]:
                                 for l, v in enumerate(result.expert_steps)},
         "metrics": {k: v for k, v in (result.metrics or {}).items() if isinstance(v, (int, float, str, bool))},
     }
-    doc["artifacts"] = write_artifacts(store, job, env, specs, config, result.params, metrics.rows)
+    doc["artifacts"] = write_artifacts(store, job, env, env_params, specs, config, result.params, metrics.rows)
     run.write_doc("result.json", doc)  # last: its presence means the run is finished
     return doc
 
 
-def write_artifacts(store: Store, job: SkillJob, env: Any, specs: dict, config: Any, params: Any,
-                    rows: list[dict[str, Any]]) -> dict[str, str]:
+def write_artifacts(store: Store, job: SkillJob, env: Any, env_params: Any, specs: dict, config: Any,
+                    params: Any, rows: list[dict[str, Any]]) -> dict[str, str]:
     """Learning curve (PNG) and, where the env renders, a rollout of the trained policy (GIF).
 
     Pictures are a convenience: a failure here is reported in the result, never fails the run.
@@ -124,7 +124,7 @@ def write_artifacts(store: Store, job: SkillJob, env: Any, specs: dict, config: 
         try:
             from flowrl_core.trainer.rollout import rollout
 
-            ro = rollout(env, env.default_params, job.plan, specs, job.remap.local_of_skill(), config, params,
+            ro = rollout(env, env_params, job.plan, specs, job.remap.local_of_skill(), config, params,
                          seed=config.seed)
             out["rollout"] = run.write_artifact("rollout.gif", frames_to_gif(ro.frames, captions=ro.captions))
             out["rollout_success"] = str(ro.success)

@@ -161,7 +161,9 @@ def _run_flow(kwargs: dict, store_url: str, targets: list[str], budgets: dict[st
 def run(
     skills_file: Path = typer.Argument(..., help="Skill file (.yaml, .yml or .json)."),
     store: str = typer.Option("./flowrl-store", help="Store URL: folder, file://, memory:// or s3://."),
-    env: str = typer.Option("gridworld", help="Environment: gridworld, Craftax-Classic-Symbolic-v1, Craftax-Symbolic-v1."),
+    env: Optional[str] = typer.Option(None, help="Environment: gridworld, Craftax-Classic-Symbolic-v1, Craftax-Symbolic-v1 "
+                                      "(default: the skill file's env:, else gridworld)."),
+    env_opt: Optional[list[str]] = typer.Option(None, "--env-opt", help="Environment setting KEY=VALUE, e.g. max_steps=50."),
     profile: str = typer.Option("cpu", help="Training profile: cpu, tiny or default (the GPU-scale reference)."),
     slots: int = typer.Option(1, min=1, help="Skills training at once (ignored with --gpus)."),
     gpus: Optional[str] = typer.Option(None, help="Comma-separated GPU ids, one slot each, e.g. 0,1,2,3."),
@@ -180,7 +182,8 @@ def run(
                for s in specs if s.name in targets}
     gpu_list = [g.strip() for g in gpus.split(",") if g.strip()] if gpus else None
     kwargs = dict(skills_file=str(skills_file), store=store, env=env, profile=profile, overrides=overrides,
-                  slots=slots, gpus=gpu_list, retries=retries, only=only or None)
+                  slots=slots, gpus=gpu_list, retries=retries, only=only or None,
+                  env_options=_parse_settings(env_opt or []) or None)
     raise typer.Exit(_run_flow(kwargs, store, targets, budgets))
 
 

@@ -23,7 +23,7 @@ from prefect.states import Completed, Failed
 
 from flowrl_core.config import resolve_config
 from flowrl_core.graph import (
-    build_graph, critical_path, critical_path_lengths, load_skill_file, parse_skills, training_order,
+    build_graph, critical_path, critical_path_lengths, load_skill_doc, parse_skills, training_order,
 )
 from flowrl_core.plan import execution_plan
 from flowrl_core.slots import PrioritySlots
@@ -52,7 +52,7 @@ def dag_markdown(graph, order: list[str], crit: list[str], states: dict[str, str
 def train_skill_graph(
     skills_file: str | None = None,
     store: str = DEFAULT_STORE,
-    env: str = "gridworld",
+    env: str | None = None,
     profile: str = "cpu",
     overrides: dict[str, Any] | None = None,
     slots: int = 1,
@@ -67,6 +67,7 @@ def train_skill_graph(
     stale_after_s: float = 90.0,
     priority: str = "critical-path",
     trainer: str = "subprocess",
+    env_options: dict[str, Any] | None = None,
 ) -> Any:
     """Train the skills of ``skills_file`` into ``store``.
 
@@ -77,11 +78,17 @@ def train_skill_graph(
     each skill as a child flow run of ``deployment`` on its work pool (see prefect.yaml).
     """
     logger = get_run_logger()
-    from flowrl_core.envs import make_env  # validates the env name before anything is written
+    from flowrl_core.envs import make_env_and_params  # validates env name and options up front
 
     if (skills_file is None) == (skills is None):
         raise ValueError("pass exactly one of skills_file (a path) or skills (the decoded file)")
-    specs = load_skill_file(skills_file) if skills_file else parse_skills(skills, source="parameter 'skills'")
+    if skills_file:
+        specs, file_defaults = load_skill_doc(skills_file)
+    else:
+        specs = parse_skills(skills, source="parameter 'skills'")
+        file_defaults = {k: skills[k] for k in ("env", "env_options") if skills.get(k) is not None}
+    env = env or file_defaults.get("env") or "gridworld"  # the caller wins, then the file, then the gridworld
+    env_options = {**file_defaults.get("env_options", {}), **(env_options or {})}
     label = skills_file or "skills"
     graph = build_graph(specs)
     order = training_order(graph)
@@ -89,7 +96,7 @@ def train_skill_graph(
     unknown = sorted(set(only or []) - set(order))
     if unknown:
         raise ValueError(f"{label}: only= names unknown skills {unknown}")
-    make_env(env)
+    make_env_and_params(env, env_options)
     by_name = {s.name: s for s in specs}
     configs = {n: resolve_config(profile, overrides, by_name[n].train, skill=n) for n in targets}
     if continuation and overrides and "total_timesteps" in overrides:  # extra frames beat the file's budget
@@ -118,7 +125,8 @@ def train_skill_graph(
                    configs=configs, slots=PrioritySlots(devices),
                    priority=lengths if priority == "critical-path" else {}, retries=int(retries), trainer=trainer,
                    continuation=continuation, launcher=launcher, deployment=deployment,
-                   skills_doc={"skills": [s.to_dict() for s in specs]}, stale_after_s=float(stale_after_s))
+                   skills_doc={"skills": [s.to_dict() for s in specs]}, stale_after_s=float(stale_after_s),
+                   env_options=env_options)
 
     futures = {}
     for name in targets:

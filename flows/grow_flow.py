@@ -51,19 +51,21 @@ def grow_skills(
     max_skills: int = 20,
     idle_patience_s: float = 30.0,
     storage_options: dict[str, Any] | None = None,
+    env_options: dict[str, Any] | None = None,
 ) -> Any:
     """``proposer``: "file", "curriculum", "llm" or "pkg.module:factory"; ``proposer_args`` its
     keyword arguments (e.g. {"kb": "gridworld", "target": "Collect_Stone"})."""
     logger = get_run_logger()
-    from flowrl_core.envs import make_env
+    from flowrl_core.envs import make_env_and_params
 
-    make_env(env)
+    make_env_and_params(env, env_options)
     resolve_config(profile, overrides)  # bad settings fail before anything is proposed
     prop = load_proposer(proposer, **(proposer_args or {}))
     st = Store(store, storage_options=storage_options)
     learned = learned_in_store(st)
     ctx = GraphRun(store_url=st.url, storage_options=dict(storage_options or {}), env=env, specs=list(learned.values()),
-                   configs={}, slots=PrioritySlots.cpu(max(1, int(slots))), priority={}, retries=int(retries))
+                   configs={}, slots=PrioritySlots.cpu(max(1, int(slots))), priority={}, retries=int(retries),
+                   env_options=env_options)
     futures: dict[str, Any] = {}
     upstream: dict[str, list[str]] = {}
     in_flight: dict[str, Any] = {}

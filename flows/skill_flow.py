@@ -29,6 +29,7 @@ def train_skill(
     retries: int = 2,
     continuation: bool = False,
     storage_options: dict[str, Any] | None = None,
+    env_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """``skills`` is the decoded skill file (``{"skills": [...]}``); ``config`` the resolved
     training settings of this skill (from the orchestrator, or the cpu profile)."""
@@ -42,7 +43,7 @@ def train_skill(
         st.save_skill(s)
     ctx = GraphRun(store_url=st.url, storage_options=dict(storage_options or {}), env=env, specs=specs,
                    configs={skill: cfg}, slots=PrioritySlots.cpu(1), priority={}, retries=retries,
-                   continuation=continuation)
+                   continuation=continuation, env_options=env_options)
     result = setup_task(skill, ctx, run_id)
     if result.job is None:
         return {"skill": skill, "status": "already done", "frames": result.done_frames, "decisions": []}

@@ -48,6 +48,7 @@ class GraphRun:
         retry_delay_s: float = 1.0, continuation: bool = False, launcher: str = "local",
         deployment: str = "train-skill/train-skill", skills_doc: dict[str, Any] | None = None,
         heartbeat_s: float = 5.0, stale_after_s: float = 90.0, trainer: str = "subprocess",
+        env_options: dict[str, Any] | None = None,
     ):
         self.store_url = store_url
         self.storage_options = storage_options
@@ -64,6 +65,7 @@ class GraphRun:
         self.skills_doc = skills_doc or {}
         self.heartbeat_s = heartbeat_s
         self.stale_after_s = stale_after_s
+        self.env_options = dict(env_options or {})
         self.trainer = trainer  # "subprocess" (the product) or "pkg.module:fn(store, run_id)" in-process
         self.timeline: list[dict[str, Any]] = []
         self.merged_at: dict[str, float] = {}  # time.monotonic() when each skill's merge finished
@@ -91,7 +93,7 @@ class GraphRun:
 def setup_task(skill: str, ctx: GraphRun, run_id: str | None = None) -> skill_run.SetupResult:
     logger = get_run_logger()
     result = skill_run.setup(ctx.store(), ctx.specs, skill, env=ctx.env, config=ctx.configs[skill],
-                             continuation=ctx.continuation, run_id=run_id)
+                             continuation=ctx.continuation, run_id=run_id, env_options=ctx.env_options)
     if result.job is None:
         logger.info("%s already trained %d frames (budget %d): nothing to do", skill, result.done_frames,
                     ctx.configs[skill]["total_timesteps"])
@@ -248,7 +250,7 @@ def _run_on_pool(skill: str, run_id: str, ctx: GraphRun) -> tuple[dict[str, Any]
     logger = get_run_logger()
     params = {"skill": skill, "skills": ctx.skills_doc, "store": ctx.store_url, "env": ctx.env,
               "config": ctx.configs[skill], "run_id": run_id, "retries": 0, "continuation": ctx.continuation,
-              "storage_options": ctx.storage_options}
+              "storage_options": ctx.storage_options, "env_options": ctx.env_options}
     store = ctx.store()
     last = None
     with ctx.slots.hold(skill, ctx.priority.get(skill, 0.0)) as (slot, _):

@@ -42,3 +42,24 @@ def make_env(name: str, **kwargs: Any) -> Env:
         hint = f" Did you mean {by_lower[close[0]]!r}?" if close else ""
         raise ValueError(f"unknown env {name!r}; valid names: {', '.join(valid)}.{hint}")
     return _FACTORIES[canonical](canonical, **kwargs)
+
+
+def make_env_and_params(name: str, options: dict[str, Any] | None = None) -> tuple[Env, Any]:
+    """An env and its params from one options map: keys that are fields of the env's params
+    (e.g. the gridworld's ``max_steps``) override them, the rest go to the constructor (e.g.
+    ``size``).  Unknown keys raise, naming what is accepted."""
+    options = dict(options or {})
+    probe = make_env(name)
+    defaults = probe.default_params
+    param_fields = set(getattr(defaults, "_fields", ()) or getattr(defaults, "__dataclass_fields__", {}))
+    param_kw = {k: v for k, v in options.items() if k in param_fields}
+    ctor_kw = {k: v for k, v in options.items() if k not in param_fields}
+    try:
+        env = make_env(name, **ctor_kw) if ctor_kw else probe
+    except TypeError as exc:
+        raise ValueError(f"env {name!r}: unknown option(s) {sorted(ctor_kw)} ({exc}); params accept "
+                         f"{sorted(param_fields)}") from None
+    params = env.default_params
+    if param_kw:
+        params = params._replace(**param_kw) if hasattr(params, "_replace") else params.replace(**param_kw)
+    return env, params
