@@ -196,7 +196,7 @@ def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, 
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
 
 
-def _no_duplicate_json_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in pairs:
         if key in out:
@@ -208,7 +208,7 @@ def _no_duplicate_json_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def decode_skill_text(text: str, *, source: str, fmt: str) -> Any:
     try:
         if fmt == "json":
-            return json.loads(text, object_pairs_hook=_no_duplicate_json_keys)
+            return json.loads(text, object_pairs_hook=no_duplicate_keys)
         return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)

@@ -28,7 +28,6 @@ import path the trainer would import, and resource knobs) are refused in proposa
 from __future__ import annotations
 
 import difflib
-import importlib
 import json
 import os
 import re
@@ -44,9 +43,10 @@ import networkx as nx
 from flowrl_core import vocab
 from flowrl_core.errors import FlowRLError, SkillFileError
 from flowrl_core.graph import (
-    build_graph, decode_skill_text, load_skill_file, needs, parse_skill, parse_skills,
+    build_graph, decode_skill_text, load_skill_file, needs, no_duplicate_keys, parse_skill, parse_skills,
     provider_for, providers, training_order,
 )
+from flowrl_core.imports import ImportPathError, resolve_callable
 from flowrl_core.spec import ACHIEVEMENT_PREFIX, SkillSpec, achievement_name, is_achievement
 
 KNOWLEDGE_BASES = ("gridworld", "craftax_classic")
@@ -485,15 +485,6 @@ def _extract_json_text(content: str) -> str:
     return content[start:end + 1] if 0 <= start < end else content
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"duplicate key {key!r}")
-        out[key] = value
-    return out
-
-
 def parse_reply(content: str, view: LibraryView, target_key: str | None) -> Propose | Done:
     """One model reply → a validated skill or Done; raises :class:`_Rejected` with the reason."""
     text = content.strip()
@@ -502,7 +493,7 @@ def parse_reply(content: str, view: LibraryView, target_key: str | None) -> Prop
             raise _Rejected(f"DONE is wrong: no learned skill gains {target_key!r} yet", feedback=True)
         return Done("the model says the target is learned")
     try:
-        raw = json.loads(_extract_json_text(text), object_pairs_hook=_no_duplicates)
+        raw = json.loads(_extract_json_text(text), object_pairs_hook=no_duplicate_keys)
     except ValueError as exc:
         raise _Rejected(f"the reply is not a JSON object ({exc}); reply with one JSON object only",
                         feedback=True) from None
@@ -647,16 +638,9 @@ def load_proposer(spec: str, **kwargs: Any) -> Proposer:
         raise ProposerError(f"unknown proposer {spec!r}; use one of {', '.join(BUILTIN)} or an import "
                             "path 'package.module:factory'")
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ProposerError(f"proposer {spec!r}: module {module_name!r} cannot be imported ({exc})") from None
-    factory: Any = module
-    for part in attr.split("."):
-        if not hasattr(factory, part):
-            raise ProposerError(f"proposer {spec!r}: module {module_name!r} has no {attr!r}")
-        factory = getattr(factory, part)
-    if not callable(factory):
-        raise ProposerError(f"proposer {spec!r} is a {type(factory).__name__}, not a factory")
+        factory = resolve_callable(spec, "factory")
+    except ImportPathError as exc:
+        raise ProposerError(f"proposer {spec!r}: {exc}") from None
     proposer = factory(**kwargs)
     if not callable(getattr(proposer, "propose", None)):
         raise ProposerError(f"proposer {spec!r} returned a {type(proposer).__name__} without a "

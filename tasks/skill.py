@@ -182,10 +182,9 @@ def _short_metrics(line: str) -> str:
 
 def _train_in_process(skill: str, run_id: str, ctx: GraphRun) -> dict[str, Any]:
     """Run an in-process trainer given by import path (benchmarks' slot-holding fixture)."""
-    import importlib
+    from flowrl_core.imports import resolve_callable
 
-    module, _, attr = ctx.trainer.partition(":")
-    fn = getattr(importlib.import_module(module), attr)
+    fn = resolve_callable(ctx.trainer, "trainer function")
     with ctx.slots.hold(skill, ctx.priority.get(skill, 0.0)) as (slot, _):
         started = time.time()
         fn(ctx.store(), run_id)

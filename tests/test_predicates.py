@@ -132,9 +132,9 @@ def test_user_predicate_by_import_path(user_module):
 
 
 def test_bad_predicate_paths(user_module):
-    with pytest.raises(PredicateError, match="form 'pkg.module:function'"):
+    with pytest.raises(PredicateError, match="form 'package.module:function'"):
         resolve_predicate("no_colon_here", skill="S")
-    with pytest.raises(PredicateError, match="can not be imported"):
+    with pytest.raises(PredicateError, match="cannot be imported"):
         resolve_predicate("flowrl_no_such_module_xyz:fn", skill="S")
     with pytest.raises(PredicateError, match="has no 'missing'"):
         resolve_predicate(f"{user_module}:missing", skill="S")

@@ -38,21 +38,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from flowrl_core.envs.base import StepOut
+from flowrl_core.vocab import CLASSIC_ACHIEVEMENTS, CLASSIC_ITEMS
 
-ITEM_NAMES: tuple[str, ...] = (
-    "wood", "stone", "coal", "iron", "diamond", "sapling",
-    "wood_pickaxe", "stone_pickaxe", "iron_pickaxe",
-    "wood_sword", "stone_sword", "iron_sword",
-)  # fmt: skip
+ITEM_NAMES: tuple[str, ...] = CLASSIC_ITEMS  # Craftax-Classic's inventory, in its order
 
 # Craftax-Classic's Achievement enum, lower-cased, in its index order (so indices agree too).
-ACHIEVEMENT_NAMES: tuple[str, ...] = (
-    "collect_wood", "place_table", "eat_cow", "collect_sapling", "collect_drink",
-    "make_wood_pickaxe", "make_wood_sword", "place_plant", "defeat_zombie", "collect_stone",
-    "place_stone", "eat_plant", "defeat_skeleton", "make_stone_pickaxe", "make_stone_sword",
-    "wake_up", "place_furnace", "collect_coal", "collect_iron", "collect_diamond",
-    "make_iron_pickaxe", "make_iron_sword",
-)  # fmt: skip
+ACHIEVEMENT_NAMES: tuple[str, ...] = CLASSIC_ACHIEVEMENTS
 
 INVENTORY_CAP = 9
 

@@ -33,7 +33,7 @@ The trainer advances at most one plan step per env step; a following step that a
 
 from __future__ import annotations
 
-import importlib
+from flowrl_core.imports import ImportPathError, resolve_callable
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
@@ -52,21 +52,10 @@ class PredicateError(ValueError):
 
 def resolve_predicate(path: str, *, skill: str = "?") -> UserPredicate:
     """The callable at ``"pkg.module:function"``, with errors that say which skill asked for it."""
-    module_name, sep, attr = path.partition(":")
-    if not sep or not module_name or not attr or ":" in attr:
-        raise PredicateError(f"skill {skill!r}: predicate {path!r} is not of the form 'pkg.module:function'")
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise PredicateError(f"skill {skill!r}: predicate module {module_name!r} can not be imported ({exc})") from None
-    fn = module
-    for part in attr.split("."):
-        if not hasattr(fn, part):
-            raise PredicateError(f"skill {skill!r}: predicate {path!r}: module {module_name!r} has no {attr!r}")
-        fn = getattr(fn, part)
-    if not callable(fn):
-        raise PredicateError(f"skill {skill!r}: predicate {path!r} is a {type(fn).__name__}, not a function")
-    return fn
+        return resolve_callable(path, "function")
+    except ImportPathError as exc:
+        raise PredicateError(f"skill {skill!r}: predicate {exc}") from None
 
 
 def _check_user_predicate(fn: UserPredicate, path: str, skill: str, n_items: int, n_ach: int) -> None:
