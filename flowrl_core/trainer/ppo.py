@@ -68,7 +68,7 @@ class PPOConfig:
     depth: int = 3  # hidden layers
     seed: int = 0
     checkpoint_every: int = 50  # updates between checkpoints (0: only at the end)
-    success_threshold: float | None = None  # stop once an update's success rate reaches it
+    success_threshold: float | None = None  # stop once two updates in a row reach it (after one horizon)
     early_stop_min_episodes: int = 32  # ...over at least this many finished episodes
     updates_per_call: int = 1  # updates fused into one jitted call (metrics still per update)
     reset_bank_size: int | None = None  # None: 2 * num_envs start states
@@ -512,6 +512,11 @@ def train(env: Env, env_params: PyTree, plan: Sequence[PlanStep], specs: Mapping
     last_saved = done
     last_row: dict[str, Any] | None = None
     early = False
+    # Until every env has run a full episode, the episodes that ended are mostly the quick
+    # successes (failures only end at the time limit), so the success rate reads high.  Early
+    # stopping waits for one episode horizon of env steps and two good updates in a row.
+    horizon = int(getattr(env_params, "max_steps", 0) or getattr(env_params, "max_timesteps", 0) or 0)
+    streak = 0
     while done < num_updates and not early:
         n = min(config.updates_per_call, num_updates - done)
         if config.checkpoint_every:
@@ -536,9 +541,11 @@ def train(env: Env, env_params: PyTree, plan: Sequence[PlanStep], specs: Mapping
             last_row = row
             if on_metrics is not None:
                 on_metrics(row)
-            if (config.success_threshold is not None and row["success_rate"] is not None
+            good = (config.success_threshold is not None and row["success_rate"] is not None
                     and row["episodes"] >= config.early_stop_min_episodes
-                    and row["success_rate"] >= config.success_threshold):
+                    and row["success_rate"] >= config.success_threshold)
+            streak = streak + 1 if good else 0
+            if good and streak >= 2 and row["update"] * config.num_steps >= horizon:
                 early = True
         if checkpoint_io is not None and config.checkpoint_every and done % config.checkpoint_every == 0:
             checkpoint_io.save(done, state_to_bytes(state, meta))
