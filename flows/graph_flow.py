@@ -126,7 +126,8 @@ def train_skill_graph(
                    priority=lengths if priority == "critical-path" else {}, retries=int(retries), trainer=trainer,
                    continuation=continuation, launcher=launcher, deployment=deployment,
                    skills_doc={"skills": [s.to_dict() for s in specs]}, stale_after_s=float(stale_after_s),
-                   env_options=env_options)
+                   env_options=env_options,
+                   upstream={n: [d for d in graph.predecessors(n) if d in targets] for n in targets})
 
     futures = {}
     for name in targets:

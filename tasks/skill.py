@@ -48,7 +48,7 @@ class GraphRun:
         retry_delay_s: float = 1.0, continuation: bool = False, launcher: str = "local",
         deployment: str = "train-skill/train-skill", skills_doc: dict[str, Any] | None = None,
         heartbeat_s: float = 5.0, stale_after_s: float = 90.0, trainer: str = "subprocess",
-        env_options: dict[str, Any] | None = None,
+        env_options: dict[str, Any] | None = None, upstream: dict[str, list[str]] | None = None,
     ):
         self.store_url = store_url
         self.storage_options = storage_options
@@ -66,6 +66,7 @@ class GraphRun:
         self.heartbeat_s = heartbeat_s
         self.stale_after_s = stale_after_s
         self.env_options = dict(env_options or {})
+        self.upstream = dict(upstream or {})  # skill -> the skills it waits for (for slot hand-off)
         self.trainer = trainer  # "subprocess" (the product) or "pkg.module:fn(store, run_id)" in-process
         self.timeline: list[dict[str, Any]] = []
         self.merged_at: dict[str, float] = {}  # time.monotonic() when each skill's merge finished
@@ -83,6 +84,12 @@ class GraphRun:
     def mark_merged(self, skill: str) -> None:
         with self._lock:
             self.merged_at = {**self.merged_at, skill: time.monotonic()}
+
+    def unblocked_by(self, skill: str) -> dict[str, float]:
+        """Dependants whose last unmerged dependency is ``skill``: label -> priority."""
+        merged = set(self.merged_at) | {skill}
+        return {s: self.priority.get(s, 0.0) for s, ups in self.upstream.items()
+                if skill in ups and set(ups) <= merged and s not in self.merged_at}
 
     def record(self, entry: dict[str, Any]) -> None:
         with self._lock:
@@ -132,36 +139,36 @@ def _describe_exit(code: int) -> str:
 
 
 @task(name="train", cache_policy=NO_CACHE, task_run_name="train {skill}")
-def train_task(skill: str, run_id: str, ctx: GraphRun) -> dict[str, Any]:
+def train_task(skill: str, run_id: str, ctx: GraphRun, slot: int = 0, device: str = "") -> dict[str, Any]:
+    """Train in a child process pinned to ``device``; the caller holds ``slot`` (see skill_task)."""
     logger = get_run_logger()
     if ctx.trainer != "subprocess":
-        return _train_in_process(skill, run_id, ctx)
-    with ctx.slots.hold(skill, ctx.priority.get(skill, 0.0)) as (slot, device):
-        started = time.time()
-        env = dict(os.environ, XLA_PYTHON_CLIENT_PREALLOCATE="false", PYTHONUNBUFFERED="1")
-        if device:
-            env["CUDA_VISIBLE_DEVICES"] = device
-        logger.info("%s: training run %s on slot %d%s", skill, run_id, slot, f" (GPU {device})" if device else "")
-        tail: deque[str] = deque(maxlen=20)
-        proc = subprocess.Popen(trainer_command(ctx, run_id), env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True)
-        beating = threading.Event()
-        threading.Thread(target=_heartbeat, args=(ctx, run_id, proc, beating), daemon=True).start()
-        last_log = 0.0
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            line = line.rstrip()
-            tail.append(line)
-            if line.startswith('{"metrics"'):
-                if time.monotonic() - last_log > 5.0:  # a metrics line per update is too chatty for the UI
-                    last_log = time.monotonic()
-                    logger.info("%s: %s", skill, _short_metrics(line))
-            elif line and not line.startswith('{"result"'):
-                logger.info("%s: %s", skill, line)
-        code = proc.wait()
-        beating.set()
-        ended = time.time()
-        ctx.record({"skill": skill, "slot": slot, "start": started, "end": ended, "exit": code})
+        return _train_in_process(skill, run_id, ctx, slot)
+    started = time.time()
+    env = dict(os.environ, XLA_PYTHON_CLIENT_PREALLOCATE="false", PYTHONUNBUFFERED="1")
+    if device:
+        env["CUDA_VISIBLE_DEVICES"] = device
+    logger.info("%s: training run %s on slot %d%s", skill, run_id, slot, f" (GPU {device})" if device else "")
+    tail: deque[str] = deque(maxlen=20)
+    proc = subprocess.Popen(trainer_command(ctx, run_id), env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    beating = threading.Event()
+    threading.Thread(target=_heartbeat, args=(ctx, run_id, proc, beating), daemon=True).start()
+    last_log = 0.0
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        line = line.rstrip()
+        tail.append(line)
+        if line.startswith('{"metrics"'):
+            if time.monotonic() - last_log > 5.0:  # a metrics line per update is too chatty for the UI
+                last_log = time.monotonic()
+                logger.info("%s: %s", skill, _short_metrics(line))
+        elif line and not line.startswith('{"result"'):
+            logger.info("%s: %s", skill, line)
+    code = proc.wait()
+    beating.set()
+    ended = time.time()
+    ctx.record({"skill": skill, "slot": slot, "start": started, "end": ended, "exit": code})
     if code != 0:
         raise TrainingFailed(f"skill {skill!r}: trainer {_describe_exit(code)} (run {run_id}); "
                              f"last output: {' | '.join(list(tail)[-3:])}")
@@ -180,15 +187,14 @@ def _short_metrics(line: str) -> str:
     return ", ".join(f"{k}={m[k]:.3g}" if isinstance(m.get(k), float) else f"{k}={m.get(k)}" for k in keys if k in m)
 
 
-def _train_in_process(skill: str, run_id: str, ctx: GraphRun) -> dict[str, Any]:
+def _train_in_process(skill: str, run_id: str, ctx: GraphRun, slot: int) -> dict[str, Any]:
     """Run an in-process trainer given by import path (benchmarks' slot-holding fixture)."""
     from flowrl_core.imports import resolve_callable
 
     fn = resolve_callable(ctx.trainer, "trainer function")
-    with ctx.slots.hold(skill, ctx.priority.get(skill, 0.0)) as (slot, _):
-        started = time.time()
-        fn(ctx.store(), run_id)
-        ctx.record({"skill": skill, "slot": slot, "start": started, "end": time.time(), "exit": 0})
+    started = time.time()
+    fn(ctx.store(), run_id)
+    ctx.record({"skill": skill, "slot": slot, "start": started, "end": time.time(), "exit": 0})
     result = skill_run.read_result(ctx.store(), run_id)
     if result is None:
         raise TrainingFailed(f"skill {skill!r}: trainer {ctx.trainer} wrote no result.json (run {run_id})")
@@ -209,19 +215,24 @@ def merge_task(skill: str, run_id: str, ctx: GraphRun) -> list[dict[str, Any]]:
 def skill_task(skill: str, ctx: GraphRun) -> dict[str, Any]:
     """setup → train → merge for one skill; returns its row for the results table."""
     started = time.time()
-    setup = setup_task(skill, ctx)
-    if setup.job is None:
-        return {"skill": skill, "status": "already done", "frames": setup.done_frames, "decisions": [],
-                "duration_s": round(time.time() - started, 2)}
-    run_id = setup.job.run_id
-    if ctx.launcher == "pool":
-        result, decisions = _run_on_pool(skill, run_id, ctx)
-    else:
-        trainer = train_task.with_options(retries=ctx.retries, retry_delay_seconds=ctx.retry_delay_s)
-        result = trainer(skill, run_id, ctx)
-        merger = merge_task.with_options(retries=ctx.retries, retry_delay_seconds=ctx.retry_delay_s)
-        decisions = merger(skill, run_id, ctx)  # idempotent, so a retry after a failed write is safe
-    ctx.mark_merged(skill)
+    # The slot is held from setup to merge: released before the merge, it would go to whichever
+    # skill already waits, while the dependants this merge unblocks — often the critical path —
+    # are still starting.  At release it is reserved briefly for the best of those dependants.
+    with ctx.slots.hold(skill, ctx.priority.get(skill, 0.0), reserve_for=lambda: ctx.unblocked_by(skill)) as (slot, device):
+        setup = setup_task(skill, ctx)
+        if setup.job is None:
+            ctx.mark_merged(skill)
+            return {"skill": skill, "status": "already done", "frames": setup.done_frames, "decisions": [],
+                    "duration_s": round(time.time() - started, 2)}
+        run_id = setup.job.run_id
+        if ctx.launcher == "pool":
+            result, decisions = _run_on_pool(skill, run_id, ctx, slot)
+        else:
+            trainer = train_task.with_options(retries=ctx.retries, retry_delay_seconds=ctx.retry_delay_s)
+            result = trainer(skill, run_id, ctx, slot, device)
+            merger = merge_task.with_options(retries=ctx.retries, retry_delay_seconds=ctx.retry_delay_s)
+            decisions = merger(skill, run_id, ctx)  # idempotent, so a retry after a failed write is safe
+        ctx.mark_merged(skill)
     return {
         "skill": skill, "status": "trained", "run_id": run_id, "resumed": setup.resumed,
         "frames": result["frames"], "success_rate": result.get("metrics", {}).get("success_rate"),
@@ -229,7 +240,7 @@ def skill_task(skill: str, ctx: GraphRun) -> dict[str, Any]:
     }
 
 
-def _run_on_pool(skill: str, run_id: str, ctx: GraphRun) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def _run_on_pool(skill: str, run_id: str, ctx: GraphRun, slot: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Train and merge ``run_id`` as a child flow run on the GPU pool, retrying lost or failed runs.
 
     The pool's concurrency limit caps trainings across all machines; the orchestrator's own
@@ -252,26 +263,25 @@ def _run_on_pool(skill: str, run_id: str, ctx: GraphRun) -> tuple[dict[str, Any]
               "storage_options": ctx.storage_options, "env_options": ctx.env_options}
     store = ctx.store()
     last = None
-    with ctx.slots.hold(skill, ctx.priority.get(skill, 0.0)) as (slot, _):
-        for attempt in range(ctx.retries + 1):
-            started = time.time()
-            flow_run = run_deployment(ctx.deployment, parameters=params, timeout=0, as_subflow=True,
-                                      flow_run_name=f"{skill} ({run_id}, try {attempt + 1})")
-            state = _watch_child(flow_run.id, run_id, store, ctx, started)
-            ctx.record({"skill": skill, "slot": slot, "start": started, "end": time.time(),
-                                 "exit": 0 if state.is_completed() else 1, "flow_run": str(flow_run.id),
-                                 "state": state.name})
-            if state.is_completed():
-                break
-            last = state
-            if state.name == "Lost":
-                with get_client(sync_client=True) as client:
-                    client.set_flow_run_state(flow_run.id, Crashed(message=state.message), force=True)
-            logger.warning("%s: child flow run %s ended %s (%s); attempt %d of %d", skill, flow_run.id,
-                           state.name, state.message, attempt + 1, ctx.retries + 1)
-        else:
-            raise TrainingFailed(f"skill {skill!r}: every pool attempt failed; last: {last.name if last else '?'} "
-                                 f"{last.message if last else ''}")
+    for attempt in range(ctx.retries + 1):
+        started = time.time()
+        flow_run = run_deployment(ctx.deployment, parameters=params, timeout=0, as_subflow=True,
+                                  flow_run_name=f"{skill} ({run_id}, try {attempt + 1})")
+        state = _watch_child(flow_run.id, run_id, store, ctx, started)
+        ctx.record({"skill": skill, "slot": slot, "start": started, "end": time.time(),
+                             "exit": 0 if state.is_completed() else 1, "flow_run": str(flow_run.id),
+                             "state": state.name})
+        if state.is_completed():
+            break
+        last = state
+        if state.name == "Lost":
+            with get_client(sync_client=True) as client:
+                client.set_flow_run_state(flow_run.id, Crashed(message=state.message), force=True)
+        logger.warning("%s: child flow run %s ended %s (%s); attempt %d of %d", skill, flow_run.id,
+                       state.name, state.message, attempt + 1, ctx.retries + 1)
+    else:
+        raise TrainingFailed(f"skill {skill!r}: every pool attempt failed; last: {last.name if last else '?'} "
+                             f"{last.message if last else ''}")
     result = skill_run.read_result(store, run_id)
     run = store.run(run_id)
     if result is None or not run.has_doc("merge.json"):

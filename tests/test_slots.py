@@ -67,3 +67,55 @@ def test_many_threads_never_exceed_slots_and_get_distinct_devices():
 def test_needs_a_slot():
     with pytest.raises(ValueError):
         PrioritySlots.cpu(0)
+
+
+def test_released_slot_is_kept_briefly_for_the_dependant_it_unblocks():
+    """A waits; B (low priority) is already waiting; C (high) is unblocked by A's release and
+    asks a moment later: C must get the slot, not B."""
+    slots = PrioritySlots.cpu(1)
+    slots.handoff_grace_s = 2.0
+    order: list[str] = []
+    a_running = threading.Event()
+
+    def a():
+        with slots.hold("A", 5, reserve_for=lambda: {"C": 9}):
+            a_running.set()
+            time.sleep(0.2)
+
+    def b():
+        with slots.hold("B", 1):
+            order.append("B")
+
+    def c():
+        time.sleep(0.3)  # starts only after A finished, like a dependant
+        with slots.hold("C", 9):
+            order.append("C")
+
+    ta = threading.Thread(target=a)
+    ta.start()
+    a_running.wait(5)
+    tb, tc = threading.Thread(target=b), threading.Thread(target=c)
+    tb.start()
+    tc.start()
+    for t in (ta, tb, tc):
+        t.join(10)
+    assert order == ["C", "B"]
+
+
+def test_reservation_expires_when_the_dependant_never_comes():
+    slots = PrioritySlots.cpu(1)
+    slots.handoff_grace_s = 0.2
+    got: list[str] = []
+
+    def a():
+        with slots.hold("A", 5, reserve_for=lambda: {"Ghost": 9}):
+            time.sleep(0.05)
+
+    ta = threading.Thread(target=a)
+    ta.start()
+    time.sleep(0.01)
+    tb = threading.Thread(target=lambda: got.append(slots.hold("B", 1).__enter__()[1] or "B"))
+    tb.start()
+    ta.join(5)
+    tb.join(5)
+    assert got == ["B"]
