@@ -113,6 +113,21 @@ class PrioritySlots:
                         self._reserved[slot] = (l, event.released_at + self.handoff_grace_s, p)
                 self._cond.notify_all()
 
+    def prime(self, expected: Mapping[str, float]) -> None:
+        """Keep free slots briefly for the best callers about to ask (label -> priority).
+
+        At the start of a run every root skill asks at once, in whatever order their threads
+        happen to start; without this the critical-path head can lose a slot by 0.1 s and wait
+        a whole skill for the next one.
+        """
+        with self._cond:
+            now = time.monotonic()
+            free = [s for s in sorted(self._free) if s not in self._reserved]
+            best = sorted(expected.items(), key=lambda kv: (-kv[1], kv[0]))[: len(free)]
+            for slot, (label, priority) in zip(free, best):
+                self._reserved[slot] = (label, now + self.handoff_grace_s, priority)
+            self._cond.notify_all()
+
     def peak_concurrency(self) -> int:
         points = []
         for e in self.events:

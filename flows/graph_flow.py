@@ -129,6 +129,7 @@ def train_skill_graph(
                    env_options=env_options,
                    upstream={n: [d for d in graph.predecessors(n) if d in targets] for n in targets})
 
+    ctx.slots.prime({n: ctx.priority.get(n, 0.0) for n in targets if not ctx.upstream[n]})
     futures = {}
     for name in targets:
         upstream = [futures[d] for d in graph.predecessors(name) if d in futures]

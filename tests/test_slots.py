@@ -119,3 +119,22 @@ def test_reservation_expires_when_the_dependant_never_comes():
     ta.join(5)
     tb.join(5)
     assert got == ["B"]
+
+
+def test_primed_slots_go_to_the_best_expected_callers_whatever_order_they_ask():
+    slots = PrioritySlots.cpu(1)
+    slots.prime({"low": 1, "high": 9})
+    order: list[str] = []
+
+    def ask(label, priority, delay):
+        time.sleep(delay)
+        with slots.hold(label, priority):
+            order.append(label)
+            time.sleep(0.05)
+
+    threads = [threading.Thread(target=ask, args=("low", 1, 0.0)), threading.Thread(target=ask, args=("high", 9, 0.1))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(5)
+    assert order == ["high", "low"]
