@@ -27,7 +27,8 @@ def test_frames_to_success_window_and_min_episodes():
     rows = [_row(1, 0.5), _row(2, 0.95), _row(3, 0.95), _row(4, 0.95), _row(5, 1.0)]
     assert frames_to_success(rows) == 4  # mean(0.5, .95, .95) < .9; first full window at frame 4
     rows[2] = _row(3, 1.0, episodes=5)  # too few episodes: windows containing it do not count
-    assert frames_to_success(rows) == 5
+    assert frames_to_success(rows) is None
+    assert frames_to_success(rows + [_row(6, 0.9)]) == 6  # window 4-6: mean(.95, 1, .9) >= .9
     assert frames_to_success([_row(1, None, 0), _row(2, 1.0), _row(3, 1.0)]) is None
     assert frames_to_success([]) is None
 
