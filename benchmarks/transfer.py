@@ -138,8 +138,9 @@ def train_skill(env: Any, env_params: Any, specs: Mapping[str, SkillSpec], skill
     def on_metrics(row: dict[str, Any]) -> None:
         rows.append(row)
         if log and (row["update"] % 20 == 0):
-            log(f"  {skill}: {row['frames']:>8,} frames  success {row['success_rate'] if row['success_rate'] is not None else float('nan'):.2f}"
-                f"  ({row['episodes']} episodes, {row['steps_per_s']:,.0f} steps/s)")
+            rate = row["success_rate"] if row["success_rate"] is not None else float("nan")
+            log(f"  {skill}: {row['frames']:>8,} frames  success {rate:.2f}  ({row['episodes']} episodes, "
+                f"{row['steps_per_s']:,.0f} steps/s)")
         if stop_when_reached and frames_to_success(rows) is not None:
             raise _Reached
 
