@@ -50,6 +50,18 @@ _SLOT = re.compile(r"^(\d{6,})\.json$")
 _MEMORY_LOCK = threading.Lock()
 
 
+def _durable_temp(path: str, data: bytes) -> str:
+    """Write ``data`` to a fsynced temporary file beside ``path`` (to be renamed or linked)."""
+    directory = os.path.dirname(path)
+    os.makedirs(directory, exist_ok=True)
+    tmp = os.path.join(directory, f".tmp-{uuid.uuid4().hex}")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return tmp
+
+
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
@@ -149,14 +161,8 @@ class Store:
         """Atomically replace one object (a reader sees the old or the new bytes, never a mix)."""
         path = self.path(*self._parts(parts))
         if self.local:
-            directory = os.path.dirname(path)
-            os.makedirs(directory, exist_ok=True)
-            tmp = os.path.join(directory, f".tmp-{uuid.uuid4().hex}")
+            tmp = _durable_temp(path, data)
             try:
-                with open(tmp, "wb") as fh:
-                    fh.write(data)
-                    fh.flush()
-                    os.fsync(fh.fileno())
                 os.replace(tmp, path)
             finally:
                 if os.path.exists(tmp):
@@ -169,13 +175,7 @@ class Store:
         """Write an object only if it does not exist yet; False when someone else got there first."""
         path = self.path(*self._parts(parts))
         if self.local:
-            directory = os.path.dirname(path)
-            os.makedirs(directory, exist_ok=True)
-            tmp = os.path.join(directory, f".tmp-{uuid.uuid4().hex}")
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
+            tmp = _durable_temp(path, data)
             try:
                 os.link(tmp, path)  # atomic and fails if ``path`` exists, content already complete
                 return True

@@ -23,18 +23,13 @@ from flowrl_core.store import Store
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
-TINY = {"num_envs": 8, "num_steps": 16, "num_minibatches": 2, "update_epochs": 1, "width": 16, "depth": 1,
-        "total_timesteps": 8 * 16 * 3, "checkpoint_every": 1}
-DIAMOND = {"skills": [
-    {"name": "Collect_Wood", "gains": {"wood": 1}},
-    {"name": "Place_Table", "requires": {"wood": 2}, "consumes": {"wood": 2}, "gains": {"achievement:place_table": 1}},
-    {"name": "Make_Wood_Pickaxe", "requires": {"wood": 1, "achievement:place_table": 1}, "consumes": {"wood": 1},
-     "gains": {"wood_pickaxe": 1}},
-    {"name": "Make_Wood_Sword", "requires": {"wood": 1, "achievement:place_table": 1}, "consumes": {"wood": 1},
-     "gains": {"wood_sword": 1}},
-    {"name": "Collect_Stone", "requires": {"wood_pickaxe": 1}, "gains": {"stone": 1},
-     "depends_on": ["Make_Wood_Sword"], "train": {"total_timesteps": 8 * 16 * 30}},
-]}
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from test_flow import GRAPH, TINY  # noqa: E402
+
+# The two branches of test_flow's graph joined again: Collect_Stone also waits for the sword.
+DIAMOND = {"skills": GRAPH["skills"][:4] + [
+    dict(GRAPH["skills"][4], depends_on=["Make_Wood_Sword"], train={"total_timesteps": 8 * 16 * 30})]}
 
 
 def free_port() -> int:
