@@ -48,6 +48,35 @@ def dag_markdown(graph, order: list[str], crit: list[str], states: dict[str, str
     return "\n".join(lines)
 
 
+def _link(store: Store, path: str) -> str:
+    """A URL the Prefect UI can show for an object in the store."""
+    return path if "://" in path else f"file://{path}"
+
+
+def _publish_pictures(store: Store, graph, order: list[str], crit: list[str], states: dict[str, str],
+                      rows: list[dict[str, Any]], key: str) -> str:
+    """DAG picture coloured by state into the store, and markdown links to every skill's pictures.
+
+    Pictures are for people: failing to draw one is logged, never fails the flow."""
+    from flowrl_core.plots import dag_png
+    from flowrl_core.store import now_iso
+
+    lines = ["", "## Pictures", ""]
+    try:
+        stamp = now_iso().replace(":", "").replace("-", "").replace(".", "")
+        path = store.write_bytes(("graphs", f"{stamp}-{key}-dag.png"), dag_png(graph, states, crit))
+        lines.append(f"- [DAG picture]({_link(store, path)})")
+    except Exception as exc:  # noqa: BLE001
+        get_run_logger().warning("could not draw the DAG picture: %s", exc)
+    for row in rows:
+        arts = row.get("artifacts") or {}
+        parts = [f"[{label}]({_link(store, arts[name])})" for name, label in
+                 (("learning_curve", "learning curve"), ("rollout", "rollout")) if name in arts]
+        if parts:
+            lines.append(f"- {row['skill']}: " + ", ".join(parts))
+    return "\n".join(lines) + "\n"
+
+
 @flow(name="train-skill-graph", log_prints=True)
 def train_skill_graph(
     skills_file: str | None = None,
@@ -177,8 +206,9 @@ def train_skill_graph(
     } for r in rows]
     key = _artifact_key(label)
     create_table_artifact(key=f"{key}-results", table=table, description=f"skills trained into {st.url}")
-    create_markdown_artifact(key=f"{key}-dag", markdown=dag_markdown(graph, order, crit, states),
-                             description="skill DAG, states and critical path")
+    links = _publish_pictures(st, graph, order, crit, states, rows, key)
+    create_markdown_artifact(key=f"{key}-dag", markdown=dag_markdown(graph, order, crit, states) + links,
+                             description="skill DAG, states, critical path and each skill's pictures")
     peak = ctx.slots.peak_concurrency()
     summary = {"store": st.url, "skills": rows, "failed": failures, "peak_concurrency": peak,
                "timeline": ctx.timeline, "indices": indices, "merged_at": ctx.merged_at,

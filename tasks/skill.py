@@ -235,6 +235,7 @@ def skill_task(skill: str, ctx: GraphRun) -> dict[str, Any]:
         ctx.mark_merged(skill)
     return {
         "skill": skill, "status": "trained", "run_id": run_id, "resumed": setup.resumed,
+        "artifacts": {k: v for k, v in result.get("artifacts", {}).items() if k in ("learning_curve", "rollout")},
         "frames": result["frames"], "success_rate": result.get("metrics", {}).get("success_rate"),
         "decisions": decisions, "duration_s": round(time.time() - started, 2),
     }

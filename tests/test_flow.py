@@ -86,6 +86,11 @@ def test_every_skill_trains_and_every_expert_lands_with_the_right_frames(trained
         assert current_version(store, g).frames == frames
     # the root expert kept training in every run that had it: more frames than its own budget
     assert current_version(store, summary["indices"]["Collect_Wood"]).frames > budget
+    # each skill links its learning curve and rollout, and the DAG picture is in the store
+    for row in summary["skills"]:
+        assert set(row["artifacts"]) == {"learning_curve", "rollout"}
+        assert Path(row["artifacts"]["rollout"]).read_bytes()[:3] == b"GIF"
+    assert [n for n in store.list("graphs") if n.endswith("-dag.png")]
 
 
 def test_dependencies_merge_before_dependants_start_and_slots_cap_concurrency(trained):
