@@ -350,6 +350,10 @@ def trigger(
 
 def main() -> None:
     """Console-script entry point: user errors become one line and exit code 2."""
+    # Prefect's ephemeral API gives its first start (migrations on a fresh machine) 20 s, which a
+    # loaded laptop or CI box can miss; telemetry only adds "database is locked" noise locally.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     try:
         app(standalone_mode=False)
     except FlowRLError as exc:
