@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from flowrl_core.merge import current_version, store_snapshot
 from flowrl_core.skill_run import read_result, skill_runs
@@ -22,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from test_flow import GRAPH, TINY, run_flow, write_graph  # noqa: E402
-from test_merge import run_workers, sequential_replay  # noqa: E402
+from test_merge import assert_storm_equals_replay  # noqa: E402
 
 
 @pytest.mark.usefixtures("prefect_harness")
@@ -87,14 +86,8 @@ def test_killed_flow_process_then_rerun_retrains_nothing_finished(tmp_path):
 
 
 def test_8_processes_x_50_merges_file_store(tmp_path):
-    url = str(tmp_path / "st")
-    Store(url)
-    run_workers(url, {}, workers=8, merges=50)
-    assert store_snapshot(Store(url)) == sequential_replay(8, 50)
+    assert_storm_equals_replay(str(tmp_path / "st"), {}, workers=8, merges=50)
 
 
 def test_8_processes_x_50_merges_s3_store(s3_url):
-    url, options = s3_url
-    Store(url, storage_options=options)
-    run_workers(url, options, workers=8, merges=50)
-    assert store_snapshot(Store(url, storage_options=options)) == sequential_replay(8, 50)
+    assert_storm_equals_replay(*s3_url, workers=8, merges=50)

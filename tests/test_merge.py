@@ -156,18 +156,19 @@ def run_workers(url: str, options: dict, workers: int, merges: int) -> None:
         assert p.returncode == 0, stderr[-2000:]
 
 
+def assert_storm_equals_replay(url: str, options: dict, workers: int, merges: int) -> None:
+    """``workers`` processes merging ``merges`` runs each end exactly like a sequential replay."""
+    Store(url, storage_options=options)
+    run_workers(url, options, workers=workers, merges=merges)
+    assert store_snapshot(Store(url, storage_options=options)) == sequential_replay(workers, merges)
+
+
 def test_concurrent_processes_file_store_equal_sequential_replay(tmp_path):
-    url = str(tmp_path / "st")
-    Store(url)
-    run_workers(url, {}, workers=4, merges=8)
-    assert store_snapshot(Store(url)) == sequential_replay(4, 8)
+    assert_storm_equals_replay(str(tmp_path / "st"), {}, workers=4, merges=8)
 
 
 def test_concurrent_processes_s3_store_equal_sequential_replay(s3_url):
-    url, options = s3_url
-    Store(url, storage_options=options)
-    run_workers(url, options, workers=4, merges=5)
-    assert store_snapshot(Store(url, storage_options=options)) == sequential_replay(4, 5)
+    assert_storm_equals_replay(*s3_url, workers=4, merges=5)
 
 
 def test_s3_create_once_and_index(s3_url):
