@@ -12,11 +12,22 @@ product's trainer.  For each DAG and slots in {1, 2, 4, 8} it prints:
   and its slot free) to its training start;
 - the same with arrival order instead of critical-path order (``--compare-arrival``).
 
+The training start is the moment the fixture trainer begins (after the skill's setup task and
+the train task or child flow run have started), so latency includes every Prefect step between
+"could start" and "trains".
+
+Launchers: ``local`` (the default: setup/train/merge task runs in the flow's process) and
+``pool`` (each skill a child flow run of the ``train-skill`` deployment on the GPU work pool).
+For ``pool`` the benchmark stands up what a fleet has, on 127.0.0.1: a ``prefect server``, the
+pools (GPU pool limit = slots), the ``train-skill`` deployment from prefect.yaml and one
+``flowrl worker start --gpu K`` per slot (workers poll every 1 s), and stops all of it after.
+
 DAGs: chain, fan-out, diamond lattice, a seeded random 30-skill DAG, or any JSON file
 ``{"skills": [{"name", "deps": [...], "duration_s"}]}`` (``--dag FILE``).
 
-    python benchmarks/orchestration.py                      # all generated DAGs
+    python benchmarks/orchestration.py                      # all generated DAGs, local launcher
     python benchmarks/orchestration.py --dag my_dag.json --slots 2 4
+    python benchmarks/orchestration.py --launcher pool --dags chain8 diamond3x4 --slots 1 2
 """
 
 from __future__ import annotations
@@ -70,6 +81,9 @@ def random_dag(n: int = 30, seed: int = 0, p: float = 0.12) -> Dag:
     return out
 
 
+GENERATED = {"chain8": chain, "fanout12": fan_out, "diamond3x4": diamond_lattice, "random30": random_dag}
+
+
 def to_skills(dag: Dag) -> dict[str, Any]:
     """Synthetic skills: no requirements, explicit depends_on, duration carried as the frame budget (ms)."""
     return {"skills": [{"name": s["name"], "gains": {"sapling": 1}, "depends_on": list(s["deps"]),
@@ -82,10 +96,12 @@ def sleep_trainer(store: Any, run_id: str) -> None:
     from flowrl_core.params_io import params_to_bytes
     from flowrl_core.skill_run import expert_parts, load_job
 
+    started = time.time()
     job = load_job(store, run_id)
     frames = int(job.config["total_timesteps"])
     time.sleep(frames / 1000.0)
     run = store.run(run_id)
+    run.write_doc("bench.json", {"train_start": started})  # wall clock: the trainer may be another process
     for g in job.remap.local_to_global.values():
         store.write_bytes(expert_parts(run, g), params_to_bytes({"w": np.zeros(1, np.float32)}))
     run.write_doc("result.json", {"run_id": run_id, "skill": job.skill, "frames": frames, "updates": 1,
@@ -136,18 +152,24 @@ def dag_names(dag: Dag) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- one measured run
-def measure(dag: Dag, slots: int, priority: str) -> dict[str, Any]:
+def measure(dag: Dag, slots: int, priority: str, launcher: str = "local") -> dict[str, Any]:
+    from flowrl_core.store import Store
     from flows.graph_flow import train_skill_graph
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "dag.json"
         path.write_text(json.dumps(to_skills(dag)))
-        state = train_skill_graph(skills_file=str(path), store=str(Path(tmp) / "store"), profile="tiny",
-                                  slots=slots, retries=0, priority=priority,
+        store = str(Path(tmp) / "store")
+        state = train_skill_graph(skills_file=str(path), store=store, profile="tiny",
+                                  slots=slots, retries=0, priority=priority, launcher=launcher,
                                   trainer="benchmarks.orchestration:sleep_trainer", return_state=True)
         summary = state.result(raise_on_failure=False)
-    if not state.is_completed():
-        raise RuntimeError(f"benchmark flow failed: {state.message}")
+        if not state.is_completed():
+            raise RuntimeError(f"benchmark flow failed: {state.message}")
+        st = Store(store, create=False)
+        train_start = {r["skill"]: st.run(r["run_id"]).read_doc("bench.json")["train_start"]
+                       for r in summary["skills"]}
+    wall = time.time() - time.monotonic()  # the orchestrator's monotonic clock -> wall clock
     events = {e["label"]: e for e in summary["slot_events"]}
     merged = summary["merged_at"]
     t0 = min(e["acquired_at"] for e in events.values())
@@ -164,21 +186,52 @@ def measure(dag: Dag, slots: int, priority: str) -> dict[str, Any]:
     for name, e in events.items():
         ready = max([merged[d] for d in deps[name]], default=t0)
         could = max(ready, prev_release.get(name, t0))
-        latencies.append(max(0.0, e["acquired_at"] - could))
+        latencies.append(max(0.0, train_start[name] - (could + wall)))
     cp = max(cp_lengths(dag).values())
     work = sum(s["duration_s"] for s in dag)
     bound = max(cp, work / slots)
     ideal = ideal_makespan(dag, slots)
-    return {"slots": slots, "priority": priority, "makespan_s": makespan, "lower_bound_s": bound,
+    return {"slots": slots, "priority": priority, "launcher": launcher, "makespan_s": makespan, "lower_bound_s": bound,
             "ratio_to_bound": makespan / bound, "ideal_s": ideal, "ratio_to_ideal": makespan / ideal,
             "latency_p50_s": statistics.median(latencies), "latency_p95_s": float(np.percentile(latencies, 95)),
             "peak": summary["peak_concurrency"]}
 
 
+def run_all(dags: dict[str, Dag], slot_counts: list[int], orders: list[str], launcher: str,
+            rows: list[dict[str, Any]], before_slots: Any = None) -> None:
+    for name, dag in dags.items():
+        for slots in slot_counts:
+            if before_slots is not None:
+                before_slots(slots)
+            for priority in orders:
+                r = measure(dag, slots, priority, launcher) | {"dag": name}
+                rows.append(r)
+                print(f"{name:<11} {launcher:<6} {priority:<13} {slots:>5} {r['makespan_s']:>8.2f}s "
+                      f"{r['lower_bound_s']:>6.2f}s {r['ratio_to_bound']:>7.3f} {r['ideal_s']:>6.2f}s "
+                      f"{r['ratio_to_ideal']:>7.3f} {r['latency_p50_s']:>7.3f}s {r['latency_p95_s']:>7.3f}s "
+                      f"{r['peak']:>4}", flush=True)
+
+
+def run_on_pool(dags: dict[str, Dag], slot_counts: list[int], orders: list[str], rows: list[dict[str, Any]]) -> None:
+    """The pool launcher against a server, pools, deployment and workers started here and stopped after."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from deployments.local_cluster import LocalCluster
+
+    with tempfile.TemporaryDirectory() as home, LocalCluster(Path(home), extra_env={"FLOWRL_STORE": home}) as cluster:
+        cluster.create_pools(max(slot_counts))
+        cluster.deploy("train-skill")
+        cluster.start_workers(range(max(slot_counts)))
+        with temporary_settings(updates={PREFECT_API_URL: cluster.api}):
+            run_all(dags, slot_counts, orders, "pool", rows, before_slots=cluster.create_pools)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dag", help="JSON file {'skills': [{'name','deps','duration_s'}]}")
+    parser.add_argument("--dags", nargs="+", choices=sorted(GENERATED), help="generated DAGs to run (default: all)")
     parser.add_argument("--slots", type=int, nargs="+", default=[1, 2, 4, 8])
+    parser.add_argument("--launcher", choices=["local", "pool", "both"], default="local")
     parser.add_argument("--compare-arrival", action="store_true", help="also run with arrival order")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every duration")
     parser.add_argument("--json", help="write all rows to this file")
@@ -188,21 +241,18 @@ def main() -> None:
     if args.dag:
         dags = {Path(args.dag).stem: json.loads(Path(args.dag).read_text())["skills"]}
     else:
-        dags = {"chain8": chain(), "fanout12": fan_out(), "diamond3x4": diamond_lattice(), "random30": random_dag()}
-    rows = []
-    header = (f"{'dag':<11} {'order':<13} {'slots':>5} {'makespan':>9} {'bound':>7} {'x bound':>7} "
+        dags = {name: GENERATED[name]() for name in (args.dags or GENERATED)}
+    dags = {name: [dict(s, duration_s=s["duration_s"] * args.scale) for s in dag] for name, dag in dags.items()}
+    orders = ["critical-path", "arrival"] if args.compare_arrival else ["critical-path"]
+    rows: list[dict[str, Any]] = []
+    header = (f"{'dag':<11} {'launch':<6} {'order':<13} {'slots':>5} {'makespan':>9} {'bound':>7} {'x bound':>7} "
               f"{'ideal':>7} {'x ideal':>7} {'lat p50':>8} {'lat p95':>8} {'peak':>4}")
     print(header)
     print("-" * len(header))
-    for name, dag in dags.items():
-        dag = [dict(s, duration_s=s["duration_s"] * args.scale) for s in dag]
-        for slots in args.slots:
-            for priority in (["critical-path", "arrival"] if args.compare_arrival else ["critical-path"]):
-                r = measure(dag, slots, priority) | {"dag": name}
-                rows.append(r)
-                print(f"{name:<11} {priority:<13} {slots:>5} {r['makespan_s']:>8.2f}s {r['lower_bound_s']:>6.2f}s "
-                      f"{r['ratio_to_bound']:>7.3f} {r['ideal_s']:>6.2f}s {r['ratio_to_ideal']:>7.3f} "
-                      f"{r['latency_p50_s']:>7.3f}s {r['latency_p95_s']:>7.3f}s {r['peak']:>4}", flush=True)
+    if args.launcher in ("local", "both"):
+        run_all(dags, args.slots, orders, "local", rows)
+    if args.launcher in ("pool", "both"):
+        run_on_pool(dags, args.slots, orders, rows)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
 

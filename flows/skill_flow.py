@@ -30,9 +30,12 @@ def train_skill(
     continuation: bool = False,
     storage_options: dict[str, Any] | None = None,
     env_options: dict[str, Any] | None = None,
+    trainer: str = "subprocess",
 ) -> dict[str, Any]:
     """``skills`` is the decoded skill file (``{"skills": [...]}``); ``config`` the resolved
-    training settings of this skill (from the orchestrator, or the cpu profile)."""
+    training settings of this skill (from the orchestrator, or the cpu profile).  ``trainer``
+    is "subprocess" (the product's PPO child process) or an in-process fixture's import path
+    (the orchestration benchmark's slot-holding trainer)."""
     from flowrl_core.config import resolve_config
 
     specs = parse_skills(skills, source="parameter 'skills'")
@@ -43,7 +46,7 @@ def train_skill(
         st.save_skill(s)
     ctx = GraphRun(store_url=st.url, storage_options=dict(storage_options or {}), env=env, specs=specs,
                    configs={skill: cfg}, slots=PrioritySlots.cpu(1), priority={}, retries=retries,
-                   continuation=continuation, env_options=env_options)
+                   continuation=continuation, env_options=env_options, trainer=trainer)
     result = setup_task(skill, ctx, run_id)
     if result.job is None:
         return {"skill": skill, "status": "already done", "frames": result.done_frames, "decisions": []}

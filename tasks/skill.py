@@ -261,7 +261,7 @@ def _run_on_pool(skill: str, run_id: str, ctx: GraphRun, slot: int) -> tuple[dic
     logger = get_run_logger()
     params = {"skill": skill, "skills": ctx.skills_doc, "store": ctx.store_url, "env": ctx.env,
               "config": ctx.configs[skill], "run_id": run_id, "retries": 0, "continuation": ctx.continuation,
-              "storage_options": ctx.storage_options, "env_options": ctx.env_options}
+              "storage_options": ctx.storage_options, "env_options": ctx.env_options, "trainer": ctx.trainer}
     store = ctx.store()
     last = None
     for attempt in range(ctx.retries + 1):

@@ -4,25 +4,20 @@ diamond-shaped skill graph, and a worker killed mid-skill.  Every process it sta
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
 import sys
 import time
 import uuid
 from pathlib import Path
 
-import httpx
 import psutil
 import pytest
 
+from deployments.local_cluster import LocalCluster, kill_tree
 from flowrl_core.merge import current_version
 from flowrl_core.skill_run import read_result, skill_runs
 from flowrl_core.store import Store
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parent.parent
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from test_flow import GRAPH, TINY  # noqa: E402
@@ -32,74 +27,21 @@ DIAMOND = {"skills": GRAPH["skills"][:4] + [
     dict(GRAPH["skills"][4], depends_on=["Make_Wood_Sword"], train={"total_timesteps": 8 * 16 * 30})]}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def kill_tree(proc: psutil.Process | subprocess.Popen, sig: int = signal.SIGKILL) -> None:
-    try:
-        root = psutil.Process(proc.pid)
-        procs = root.children(recursive=True) + [root]
-    except psutil.NoSuchProcess:
-        return
-    for p in procs:
-        try:
-            p.send_signal(sig)
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(procs, timeout=20)
-
-
 @pytest.fixture
 def cluster(tmp_path, s3_server):
-    endpoint, options = s3_server
-    port = free_port()
-    api = f"http://127.0.0.1:{port}/api"
-    env = dict(os.environ, PREFECT_HOME=str(tmp_path / "prefect"), PREFECT_API_URL=api,
-               PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_WORKER_QUERY_SECONDS="1",
-               PREFECT_WORKER_PREFETCH_SECONDS="1", FLOWRL_CHECKOUT=str(ROOT),
-               FLOWRL_STORE=f"s3://flowrl/e2e-{uuid.uuid4().hex[:8]}", PYTHONUNBUFFERED="1")
-    started: list[subprocess.Popen] = []
-    logs = tmp_path / "logs"
-    logs.mkdir()
-
-    def spawn(name: str, cmd: list[str]) -> subprocess.Popen:
-        out = open(logs / f"{name}.log", "w")
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        started.append(proc)
-        return proc
-
-    try:
-        spawn("server", ["prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)])
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{api}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(1)
-        else:
-            pytest.fail("prefect server did not start: " + (logs / "server.log").read_text()[-2000:])
-        run = lambda *cmd: subprocess.run(list(cmd), cwd=ROOT, env=env, capture_output=True, text=True,  # noqa: E731
-                                          timeout=300)
-        created = run(sys.executable, "-m", "flows.cli", "pool", "create", "--gpus", "2")
-        assert created.returncode == 0, created.stderr
-        again = run(sys.executable, "-m", "flows.cli", "pool", "create", "--gpus", "2")  # idempotent
+    _, options = s3_server
+    store = f"s3://flowrl/e2e-{uuid.uuid4().hex[:8]}"
+    with LocalCluster(tmp_path, extra_env={"FLOWRL_STORE": store}) as c:
+        c.create_pools(2)
+        again = c.flowrl("pool", "create", "--gpus", "2")  # idempotent
         assert again.returncode == 0 and "updated work pool gpu-pool" in again.stdout
-        deployed = run("prefect", "--no-prompt", "deploy", "--all")
-        assert deployed.returncode == 0, deployed.stdout[-3000:] + deployed.stderr[-3000:]
-        workers = [spawn(f"worker{g}", [sys.executable, "-m", "flows.cli", "worker", "start", "--gpu", str(g)])
-                   for g in (0, 1)]
-        yield {"api": api, "env": env, "workers": workers, "options": options, "store": env["FLOWRL_STORE"],
-               "logs": logs}
-    finally:
-        for proc in started:
-            kill_tree(proc, signal.SIGTERM)
-            kill_tree(proc, signal.SIGKILL)
-        for proc in started:
-            assert proc.poll() is not None
+        c.deploy()
+        c.start_workers(range(2))
+        yield {"api": c.api, "env": c.env, "workers": c.workers, "options": options, "store": store,
+               "logs": c.logs, "cluster": c}
+        started = list(c.started)
+    for proc in started:  # the cluster stopped every process it started
+        assert proc.poll() is not None
 
 
 def _flow_run_intervals(api: str) -> list[tuple[float, float]]:
@@ -154,7 +96,7 @@ def test_pool_diamond_on_s3_with_a_worker_killed_mid_skill(cluster):
                 for worker in cluster["workers"]:
                     tree = {p.pid for p in psutil.Process(worker.pid).children(recursive=True)}
                     if trainer_pid in tree:
-                        kill_tree(worker)  # the machine dies: worker, its flow run and the trainer
+                        kill_tree(worker.pid)  # the machine dies: worker, its flow run and the trainer
                         killed_run = run_id
     thread.join(900)
     assert killed_run, "never caught Collect_Stone training to kill its worker"
