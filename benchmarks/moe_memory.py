@@ -7,6 +7,8 @@ peak memory XLA reports for one jitted train step (value_and_grad of a PPO-shape
 at minibatch 2048 — on whatever device JAX uses (CPU here; run it on a GPU for GPU figures).
 
     python benchmarks/moe_memory.py [--indices 0 5 10 50] [--batch 2048] [--width 512]
+    python benchmarks/moe_memory.py --env gridworld          # the gridworld's inputs and actions
+    python benchmarks/moe_memory.py --gpu                     # refuses to run without a GPU
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import optax
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.common import device_line, env_sizes  # noqa: E402
 from flowrl_core.remap import build_remap  # noqa: E402
 from flowrl_core.trainer.moe import init_moe_params, moe_forward  # noqa: E402
 
@@ -65,14 +68,19 @@ def main() -> None:
     parser.add_argument("--depth", type=int, default=3)
     parser.add_argument("--obs", type=int, default=1345)
     parser.add_argument("--actions", type=int, default=17)
+    parser.add_argument("--env", help="take --obs and --actions from this env (e.g. gridworld)")
+    parser.add_argument("--gpu", action="store_true", help="fail unless JAX runs on a GPU")
     args = parser.parse_args()
+    device = device_line(args.gpu)
+    if args.env:
+        args.obs, args.actions = env_sizes(args.env)
     *deps, new = args.indices
     remap = build_remap("target", new, {f"dep{g}": g for g in deps})
     local = sorted(remap.global_to_local.values())
     rows = [("remapped", step_memory(remap.num_experts, local, args.obs, args.actions, args.width, args.depth, args.batch)),
             ("sparse", step_memory(max(args.indices) + 1, sorted(args.indices), args.obs, args.actions, args.width,
                                    args.depth, args.batch))]
-    print(f"device: {jax.devices()[0].platform}; plan experts {args.indices}; batch {args.batch}; "
+    print(f"{device}; plan experts {args.indices}; batch {args.batch}; {args.obs} inputs, {args.actions} actions, "
           f"{args.depth} x {args.width} actor and critic per expert")
     print(f"{'MoE':<10} {'experts':>7} {'params MB':>10} {'params+Adam MB':>15} {'train-step peak MB':>19}")
     for name, r in rows:

@@ -4,6 +4,8 @@ the MoE network alone at Craftax size.
     python benchmarks/trainer.py                 # both parts, gridworld, cpu-profile sizes
     python benchmarks/trainer.py --part net      # network only (1345 inputs, 3 x 512, batch 2048)
     python benchmarks/trainer.py --part ppo --width 512 --num-envs 64 --num-steps 64
+    python benchmarks/trainer.py --part ppo --env Craftax-Classic-Symbolic-v1   # needs flowrl[craftax]
+    python benchmarks/trainer.py --gpu --num-envs 1024 --num-steps 64 --width 512  # refuses to run without a GPU
 
 Why it is built like this: the CPU this runs on is shared, so every variant is compiled first
 and then timed in interleaved rounds (one call of each variant per round), keeping the best
@@ -29,6 +31,7 @@ import optax
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.common import device_line  # noqa: E402
 from flowrl_core.envs.base import Env, make_reset_bank, refresh_bank, reset_done  # noqa: E402
 from flowrl_core.spec import PlanStep, SkillSpec  # noqa: E402
 from flowrl_core.trainer.moe import MoEActorCritic, init_moe_params  # noqa: E402
@@ -271,7 +274,9 @@ def bench_net(ks: list[int], obs: int, width: int, depth: int, actions: int, bat
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--part", choices=["all", "ppo", "net"], default="all")
-    p.add_argument("--env", default="gridworld", choices=["gridworld", "corridor"])
+    p.add_argument("--env", default="gridworld",
+                   help="gridworld, corridor, or any registered env (e.g. Craftax-Classic-Symbolic-v1)")
+    p.add_argument("--gpu", action="store_true", help="fail unless JAX runs on a GPU")
     p.add_argument("--ks", default="1,2,4,8")
     p.add_argument("--num-envs", type=int, default=64)
     p.add_argument("--num-steps", type=int, default=32)
@@ -283,21 +288,22 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--net-rounds", type=int, default=6)
     args = p.parse_args(argv)
     ks = [int(k) for k in args.ks.split(",")]
-    print(f"jax {jax.__version__} on {jax.devices()[0].platform}")
+    print(device_line(args.gpu))
     if args.part in ("all", "ppo"):
-        if args.env == "gridworld":
-            from flowrl_core.envs.gridworld import Gridworld
-
-            env: Env = Gridworld()
-        else:
+        if args.env == "corridor":
             from flowrl_core.trainer.corridor import Corridor
 
-            env = Corridor()
+            env: Env = Corridor()
+            env_params = env.default_params
+        else:
+            from flowrl_core.envs import make_env_and_params
+
+            env, env_params = make_env_and_params(args.env)
         cfg = PPOConfig.cpu_profile(num_envs=args.num_envs, num_steps=args.num_steps, width=args.width,
                                     depth=args.depth, anneal_lr=False)
-        bench_ppo(env, env.default_params, cfg, ks, args.rounds)
+        bench_ppo(env, env_params, cfg, ks, args.rounds)
     if args.part in ("all", "net"):
-        bench_net(ks, 1345, args.net_width, args.depth, 17, args.net_batch, args.net_rounds)
+        bench_net(ks, 1345, args.net_width, args.depth, 17, args.net_batch, args.net_rounds)  # Craftax-Classic sizes
 
 
 if __name__ == "__main__":
