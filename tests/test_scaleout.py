@@ -20,7 +20,7 @@ from flowrl_core.store import Store
 pytestmark = pytest.mark.slow
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from test_flow import GRAPH, TINY  # noqa: E402
+from test_flow import GRAPH, TINY, assert_experts_hold_the_right_frames  # noqa: E402
 
 # The two branches of test_flow's graph joined again: Collect_Stone also waits for the sword.
 DIAMOND = {"skills": GRAPH["skills"][:4] + [
@@ -108,8 +108,8 @@ def test_pool_diamond_on_s3_with_a_worker_killed_mid_skill(cluster):
     store = Store(store_url, storage_options=options, create=False)
     result = read_result(store, killed_run)
     assert result["resumed_from_update"] >= 1 and result["frames"] == 8 * 16 * 30
-    for row in summary["skills"]:
-        assert current_version(store, summary["indices"][row["skill"]]) is not None
+    budgets = {s["name"]: s.get("train", {}).get("total_timesteps", TINY["total_timesteps"]) for s in DIAMOND["skills"]}
+    assert_experts_hold_the_right_frames(store, summary["skills"], budgets)
     assert current_version(store, summary["indices"]["Collect_Stone"]).frames == 8 * 16 * 30
     intervals = _flow_run_intervals(cluster["api"])
     points = sorted([(a, 1) for a, _ in intervals] + [(b, -1) for _, b in intervals], key=lambda p: (p[0], p[1]))
