@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import time
 
+import numpy as np
 import pytest
 
 pytest.importorskip("craftax")
@@ -50,3 +51,14 @@ def test_craftax_classic_ppo_smoke():
     expert = extract_experts(result.params)[0]
     assert expert["actor"]["layer_0"]["kernel"].shape == (env.obs_shape[0], 32)
     assert expert["actor"]["head"]["kernel"].shape == (32, env.num_actions)
+
+    # the trained policy's rollout, drawn by Craftax's own renderer, as the GIF a run stores
+    from flowrl_core.plots import frames_to_gif
+    from flowrl_core.trainer.rollout import rollout
+
+    ro = rollout(env, env.default_params, plan, specs, {"Collect_Wood": 0}, cfg, result.params, max_steps=20)
+    assert ro.frames.dtype == np.uint8 and ro.frames.shape[1:] == (144, 144, 3) and 2 <= len(ro.frames) <= 21
+    assert len(ro.captions) == len(ro.frames)
+    assert len(set(ro.frames.reshape(len(ro.frames), -1).sum(1).tolist())) > 1  # the picture changes as it acts
+    gif = frames_to_gif(ro.frames, captions=ro.captions)
+    assert gif[:6] in (b"GIF87a", b"GIF89a")

@@ -18,6 +18,7 @@ What the adapter adds on top of craftax's own ``NoAutoReset`` envs:
 from __future__ import annotations
 
 import importlib
+import threading
 from typing import Any, Callable
 
 import jax
@@ -30,18 +31,40 @@ PyTree = Any
 
 CRAFTAX_ENV_NAMES: tuple[str, ...] = ("Craftax-Classic-Symbolic-v1", "Craftax-Symbolic-v1")
 
-_ENV_CLASSES = {  # name -> (module, NoAutoReset class, constants module)
+_ENV_CLASSES = {  # name -> (module, NoAutoReset class, constants module, renderer module)
     "Craftax-Classic-Symbolic-v1": (
         "craftax.craftax_classic.envs.craftax_symbolic_env",
         "CraftaxClassicSymbolicEnvNoAutoReset",
         "craftax.craftax_classic.constants",
+        "craftax.craftax_classic.renderer",
     ),
     "Craftax-Symbolic-v1": (
         "craftax.craftax.envs.craftax_symbolic_env",
         "CraftaxSymbolicEnvNoAutoReset",
         "craftax.craftax.constants",
+        "craftax.craftax.renderer",
     ),
 }
+_RENDERER_LOCK = threading.Lock()
+
+
+def _pixel_renderer(renderer_module: str, constants_module: str, block_px: int) -> Callable[[Any], jax.Array]:
+    """Craftax's own pixel renderer, with its textures built from the PNG assets it ships.
+
+    ``make_craftax_pixel_renderer`` takes its textures from ``load_all_textures()``, which
+    unpickles a texture cache in site-packages, or builds all three sizes (about a minute) and
+    writes that pickle first.  flowrl loads no pickles, so we build the one size we draw (a few
+    seconds) and hand it to the renderer for the moment it is constructed.
+    """
+    renderer = _import_craftax(renderer_module)
+    textures = _import_craftax(constants_module).load_all_textures_given_size(block_px)
+    with _RENDERER_LOCK:
+        original = renderer.load_all_textures
+        renderer.load_all_textures = lambda: {block_px: textures}
+        try:
+            return renderer.make_craftax_pixel_renderer(block_px)
+        finally:
+            renderer.load_all_textures = original
 
 _LEVELS = ("wood", "stone", "iron", "diamond")  # full Craftax stores tools as a level 1-4
 _POTIONS = ("red", "green", "blue", "pink", "cyan", "yellow")  # order of inventory.potions
@@ -99,7 +122,9 @@ class CraftaxEnv:
     def __init__(self, name: str = "Craftax-Classic-Symbolic-v1") -> None:
         if name not in _ENV_CLASSES:
             raise ValueError(f"unknown Craftax env {name!r}; expected one of {CRAFTAX_ENV_NAMES}")
-        module, cls_name, constants = _ENV_CLASSES[name]
+        module, cls_name, constants, self._renderer_module = _ENV_CLASSES[name]
+        self._constants_module = constants
+        self._render_fn: Callable[[Any], jax.Array] | None = None
         self._env = getattr(_import_craftax(module), cls_name)()
         self.name = name
         self.classic = name.startswith("Craftax-Classic")
@@ -146,3 +171,13 @@ class CraftaxEnv:
 
     def achievements(self, state: PyTree) -> jax.Array:
         return jnp.asarray(state.achievements, jnp.bool_)
+
+    def render(self, state: PyTree) -> jax.Array:
+        """uint8[H, W, 3]: Craftax's own picture of the agent's view and inventory (16-px tiles).
+        Jittable; the renderer and its textures are built on the first call, eagerly even when
+        that call is being traced (texture loading goes through numpy)."""
+        if self._render_fn is None:
+            with jax.ensure_compile_time_eval():
+                self._render_fn = _pixel_renderer(self._renderer_module, self._constants_module, 16)
+        pixels = self._render_fn(state)
+        return jnp.clip(jnp.round(pixels), 0, 255).astype(jnp.uint8)
