@@ -127,10 +127,7 @@ class LocalCluster:
         return self.run(sys.executable, "-m", "flows.cli", *args, timeout=timeout)
 
     def create_pools(self, gpus: int) -> subprocess.CompletedProcess:
-        done = self.flowrl("pool", "create", "--gpus", str(gpus))
-        if done.returncode != 0:
-            raise RuntimeError(f"flowrl pool create failed: {done.stderr[-2000:]}")
-        return done
+        return self.check(sys.executable, "-m", "flows.cli", "pool", "create", "--gpus", str(gpus))
 
     def deploy(self, *names: str) -> subprocess.CompletedProcess:
         """``prefect deploy`` from prefect.yaml: the named deployments, or all of them."""
