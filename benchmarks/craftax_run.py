@@ -1,8 +1,8 @@
 """A longer Craftax-Classic training run of one skill, then the trained policy's achievement rates.
 
-    python benchmarks/craftax_run.py                              # Collect_Wood, 1M frames, 64 envs
-    python benchmarks/craftax_run.py --skill Place_Table --frames 500000
-    python benchmarks/craftax_run.py --frames 100000 --eval-episodes 64
+    python -m benchmarks.craftax_run                              # Collect_Wood, 1M frames, 64 envs
+    python -m benchmarks.craftax_run --skill Place_Table --frames 500000
+    python -m benchmarks.craftax_run --frames 100000 --eval-episodes 64
 
 Why: the tests only smoke-run Craftax (it costs ~100 us per env step and tens of seconds to
 compile on a small CPU), so this is the place to see the trainer learn on the real game and to
@@ -20,7 +20,6 @@ success rate and the fraction of episodes that unlocked each achievement (``env.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -30,16 +29,16 @@ import jax
 import jax.numpy as jnp
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from flowrl_core.envs import make_env  # noqa: E402
-from flowrl_core.envs.base import Env  # noqa: E402
-from flowrl_core.graph import load_skill_file  # noqa: E402
-from flowrl_core.plan import execution_plan, plan_skills  # noqa: E402
-from flowrl_core.spec import PlanStep, SkillSpec  # noqa: E402
-from flowrl_core.trainer.moe import MoEActorCritic  # noqa: E402
-from flowrl_core.trainer.ppo import PPOConfig, train  # noqa: E402
-from flowrl_core.trainer.predicates import compile_plan  # noqa: E402
+from flowrl_core.envs import make_env
+from flowrl_core.envs.base import Env
+from flowrl_core.skills.parsing import load_skill_file
+from flowrl_core.skills.plan import execution_plan, plan_skills
+from flowrl_core.skills.spec import PlanStep, SkillSpec
+from flowrl_core.training.config import PPOConfig
+from flowrl_core.training.moe import MoEActorCritic
+from flowrl_core.training.ppo import train
+from flowrl_core.training.predicates import compile_plan
 
 PyTree = Any
 SKILL_FILE = ROOT / "examples" / "craftax_classic.yaml"

@@ -14,7 +14,7 @@ Modes:
            (:func:`flowrl_core.envs.base.reset_done`); the bank is closed over, not carried
            through the scan, and generated outside the timed region
 
-Usage:  python benchmarks/env_speed.py [--envs 16 64 256 1024] [--craftax]
+Usage:  python -m benchmarks.env_speed [--envs 16 64 256 1024] [--craftax]
 """
 
 from __future__ import annotations

@@ -6,26 +6,22 @@ without remapping it would allocate 51.  This prints, for Craftax-sized experts 
 peak memory XLA reports for one jitted train step (value_and_grad of a PPO-shaped loss + Adam)
 at minibatch 2048 — on whatever device JAX uses (CPU here; run it on a GPU for GPU figures).
 
-    python benchmarks/moe_memory.py [--indices 0 5 10 50] [--batch 2048] [--width 512]
-    python benchmarks/moe_memory.py --env gridworld          # the gridworld's inputs and actions
-    python benchmarks/moe_memory.py --gpu                     # refuses to run without a GPU
+    python -m benchmarks.moe_memory [--indices 0 5 10 50] [--batch 2048] [--width 512]
+    python -m benchmarks.moe_memory --env gridworld          # the gridworld's inputs and actions
+    python -m benchmarks.moe_memory --gpu                     # refuses to run without a GPU
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import optax
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.common import device_line, env_sizes  # noqa: E402
-from flowrl_core.remap import build_remap  # noqa: E402
-from flowrl_core.trainer.moe import init_moe_params, moe_forward  # noqa: E402
+from benchmarks.common import device_line, env_sizes
+from flowrl_core.skills.remap import build_remap
+from flowrl_core.training.moe import init_moe_params, moe_forward
 
 
 def tree_bytes(tree) -> int:

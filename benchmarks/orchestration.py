@@ -25,9 +25,9 @@ pools (GPU pool limit = slots), the ``train-skill`` deployment from prefect.yaml
 DAGs: chain, fan-out, diamond lattice, a seeded random 30-skill DAG, or any JSON file
 ``{"skills": [{"name", "deps": [...], "duration_s"}]}`` (``--dag FILE``).
 
-    python benchmarks/orchestration.py                      # all generated DAGs, local launcher
-    python benchmarks/orchestration.py --dag my_dag.json --slots 2 4
-    python benchmarks/orchestration.py --launcher pool --dags chain8 diamond3x4 --slots 1 2
+    python -m benchmarks.orchestration                      # all generated DAGs, local launcher
+    python -m benchmarks.orchestration --dag my_dag.json --slots 2 4
+    python -m benchmarks.orchestration --launcher pool --dags chain8 diamond3x4 --slots 1 2
 """
 
 from __future__ import annotations
@@ -38,15 +38,12 @@ import json
 import os
 import random
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import numpy as np  # noqa: E402
+import numpy as np
 
 Dag = list[dict[str, Any]]  # [{"name", "deps", "duration_s"}]
 
@@ -93,9 +90,8 @@ def to_skills(dag: Dag) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- the fixture trainer
 def sleep_trainer(store: Any, run_id: str) -> None:
     """Benchmark fixture: hold the slot for the skill's duration, then write a trivial result."""
-    from flowrl_core.params_io import params_to_bytes
-    from flowrl_core.skill_run import expert_parts, load_job
-
+    from flowrl_core.lifecycle.job import expert_parts, load_job
+    from flowrl_core.store.params import params_to_bytes
     started = time.time()
     job = load_job(store, run_id)
     frames = int(job.config["total_timesteps"])
@@ -153,7 +149,7 @@ def dag_names(dag: Dag) -> list[str]:
 
 # ----------------------------------------------------------------------------- one measured run
 def measure(dag: Dag, slots: int, priority: str, launcher: str = "local") -> dict[str, Any]:
-    from flowrl_core.store import Store
+    from flowrl_core.store.objects import Store
     from flows.graph_flow import train_skill_graph
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,11 +1,11 @@
 """Trainer benchmarks: MoE PPO steps/s at K = 1, 2, 4, 8 against a plain purejaxrl-style PPO, and
 the MoE network alone at Craftax size.
 
-    python benchmarks/trainer.py                 # both parts, gridworld, cpu-profile sizes
-    python benchmarks/trainer.py --part net      # network only (1345 inputs, 3 x 512, batch 2048)
-    python benchmarks/trainer.py --part ppo --width 512 --num-envs 64 --num-steps 64
-    python benchmarks/trainer.py --part ppo --env Craftax-Classic-Symbolic-v1   # needs flowrl[craftax]
-    python benchmarks/trainer.py --gpu --num-envs 1024 --num-steps 64 --width 512  # refuses to run without a GPU
+    python -m benchmarks.trainer                 # both parts, gridworld, cpu-profile sizes
+    python -m benchmarks.trainer --part net      # network only (1345 inputs, 3 x 512, batch 2048)
+    python -m benchmarks.trainer --part ppo --width 512 --num-envs 64 --num-steps 64
+    python -m benchmarks.trainer --part ppo --env Craftax-Classic-Symbolic-v1   # needs flowrl[craftax]
+    python -m benchmarks.trainer --gpu --num-envs 1024 --num-steps 64 --width 512  # refuses to run without a GPU
 
 Why it is built like this: the CPU this runs on is shared, so every variant is compiled first
 and then timed in interleaved rounds (one call of each variant per round), keeping the best
@@ -18,9 +18,7 @@ MoE PPO at K = 1 runs at >= 0.95x the reference PPO.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
 import flax.linen as nn
@@ -29,14 +27,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.common import device_line  # noqa: E402
-from flowrl_core.envs.base import Env, make_reset_bank, refresh_bank, reset_done  # noqa: E402
-from flowrl_core.spec import PlanStep, SkillSpec  # noqa: E402
-from flowrl_core.trainer.moe import MoEActorCritic, init_moe_params  # noqa: E402
-from flowrl_core.trainer.ppo import (  # noqa: E402
-    PPOConfig,
+from benchmarks.common import device_line
+from flowrl_core.envs.base import Env, make_reset_bank, refresh_bank, reset_done
+from flowrl_core.skills.spec import PlanStep, SkillSpec
+from flowrl_core.training.config import PPOConfig
+from flowrl_core.training.moe import MoEActorCritic, init_moe_params
+from flowrl_core.training.ppo import (
     clip_by_expert_norm,
     compute_gae,
     init_state,
@@ -44,7 +40,7 @@ from flowrl_core.trainer.ppo import (  # noqa: E402
     make_optimizer,
     make_update_fn,
 )
-from flowrl_core.trainer.predicates import compile_plan  # noqa: E402
+from flowrl_core.training.predicates import compile_plan
 
 
 def interleaved_best(fns: dict[str, Callable[[], Any]], rounds: int) -> dict[str, float]:
@@ -291,8 +287,7 @@ def main(argv: list[str] | None = None) -> None:
     print(device_line(args.gpu))
     if args.part in ("all", "ppo"):
         if args.env == "corridor":
-            from flowrl_core.trainer.corridor import Corridor
-
+            from tests.support.corridor import Corridor
             env: Env = Corridor()
             env_params = env.default_params
         else:

@@ -1,12 +1,12 @@
 """Transfer benchmark: does seeding a skill with its dependencies' trained experts speed it up?
 
-    python benchmarks/transfer.py                       # Make_Wood_Pickaxe, seed 0, 400k-frame cap
-    python benchmarks/transfer.py --seed 1 --frames 300000
-    python benchmarks/transfer.py --target-skill Make_Wood_Sword
+    python -m benchmarks.transfer                       # Make_Wood_Pickaxe, seed 0, 400k-frame cap
+    python -m benchmarks.transfer --seed 1 --frames 300000
+    python -m benchmarks.transfer --target-skill Make_Wood_Sword
 
 What it does, and why this way:
 
-1. Builds a library the way the product does (``flowrl_core.train_job``): every skill trains
+1. Builds a library the way the product does (``flowrl_core.lifecycle.train``): every skill trains
    through its own execution plan, its dependencies' experts are seeded from earlier runs
    (``init_params``: local index in *this* plan -> expert subtree cut out of the earlier run's
    params with ``extract_experts``), and afterwards every plan skill's expert goes back to the
@@ -26,7 +26,6 @@ used because Craftax is ~100x slower per step on this CPU; the tech tree is the 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,13 +33,13 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from flowrl_core.envs import make_env_and_params  # noqa: E402
-from flowrl_core.graph import load_skill_doc  # noqa: E402
-from flowrl_core.plan import execution_plan, plan_skills  # noqa: E402
-from flowrl_core.spec import PlanStep, SkillSpec  # noqa: E402
-from flowrl_core.trainer.ppo import PPOConfig, extract_experts, train  # noqa: E402
+from flowrl_core.envs import make_env_and_params
+from flowrl_core.skills.parsing import load_skill_doc
+from flowrl_core.skills.plan import execution_plan, plan_skills
+from flowrl_core.skills.spec import PlanStep, SkillSpec
+from flowrl_core.training.config import PPOConfig
+from flowrl_core.training.ppo import extract_experts, train
 
 PyTree = Any
 SKILL_FILE = ROOT / "examples" / "gridworld_basic.yaml"

@@ -5,6 +5,15 @@ Every message is one line, so the CLI can print it as-is and exit non-zero.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
+
+def did_you_mean(word: str, options: Iterable[str]) -> str:
+    """`` (did you mean 'wood'?)`` for the closest option, or ``""`` when nothing is close."""
+    match = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
+    return f" (did you mean {match[0]!r}?)" if match else ""
+
 
 class FlowRLError(Exception):
     """Base class: anything the user can fix from the message alone."""

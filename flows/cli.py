@@ -45,10 +45,9 @@ def plan(
     store: Optional[str] = typer.Option(None, help="Read expert indices from this store (read-only)."),
 ) -> None:
     """Validate a skill file and show the graph, order, execution plans and expert remaps."""
-    from flowrl_core.graph import load_skill_file
-    from flowrl_core.overview import overview
-    from flowrl_core.store import Store
-
+    from flowrl_core.reporting.plan_view import overview
+    from flowrl_core.skills.parsing import load_skill_file
+    from flowrl_core.store.objects import Store
     specs = load_skill_file(skills_file)
     existing = Store(store, create=False).expert_indices() if store else {}
     view = overview(specs, existing)
@@ -96,10 +95,16 @@ def _run_flow(kwargs: dict, store_url: str, targets: list[str], budgets: dict[st
     """Run the flow in a worker thread while the terminal shows per-skill progress bars."""
     import threading
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
-    from flowrl_core.skill_run import skill_runs
-    from flowrl_core.store import Store
+    from flowrl_core.store.objects import Store
+    from flowrl_core.store.runs import skill_runs
     from flows.graph_flow import train_skill_graph
 
     box: dict = {}
@@ -172,9 +177,8 @@ def run(
     set_: Optional[list[str]] = typer.Option(None, "--set", help="Training setting for every skill, KEY=VALUE."),
 ) -> None:
     """Train every skill of SKILLS_FILE as a Prefect DAG (embedded Prefect unless PREFECT_API_URL is set)."""
-    from flowrl_core.config import resolve_config
-    from flowrl_core.graph import load_skill_file
-
+    from flowrl_core.skills.parsing import load_skill_file
+    from flowrl_core.training.config import resolve_config
     specs = load_skill_file(skills_file)  # fail fast, before Prefect starts
     overrides = _parse_settings(set_ or [])
     targets = [s.name for s in specs if not only or s.name in only]
@@ -201,8 +205,7 @@ def continue_(
     import json
     import tempfile
 
-    from flowrl_core.store import Store
-
+    from flowrl_core.store.objects import Store
     st = Store(store, create=False)
     if skills_file is None:
         names = st.skill_names()
@@ -221,9 +224,8 @@ def continue_(
 @app.command()
 def status(store: str = typer.Argument("./flowrl-store", help="Store URL.")) -> None:
     """Skills, experts, versions, frames and the latest success rate in a store."""
-    from flowrl_core.skill_run import summarize_store
-    from flowrl_core.store import Store
-
+    from flowrl_core.reporting.status import summarize_store
+    from flowrl_core.store.objects import Store
     summary = summarize_store(Store(store, create=False))
     table = Table(title=f"store {summary['store']}")
     for col in ("skill", "expert", "frames", "version", "trained", "runs", "success"):
@@ -278,9 +280,8 @@ def report(
     out_path: Optional[Path] = typer.Option(None, "--out", help="Write here instead of <store>/report.html."),
 ) -> None:
     """Write an HTML page with every skill's learning curve, rollout GIF and the DAG."""
-    from flowrl_core.report import write_report
-    from flowrl_core.store import Store
-
+    from flowrl_core.reporting.report import write_report
+    from flowrl_core.store.objects import Store
     path = write_report(Store(store, create=False), str(out_path) if out_path else None)
     out.print(f"report written to [bold]{path}[/]")
 

@@ -11,8 +11,9 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from flowrl_core.skill_run import summarize_store
-from flowrl_core.store import DEFAULT_STORE, Store
+from flowrl_core.defaults import DEFAULT_STORE
+from flowrl_core.reporting.status import summarize_store
+from flowrl_core.store.objects import Store
 from flows.graph_flow import train_skill_graph
 
 

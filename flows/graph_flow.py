@@ -13,21 +13,28 @@ from __future__ import annotations
 from typing import Any
 
 import networkx as nx
-
 from prefect import flow, get_run_logger
 from prefect.artifacts import (
-    create_markdown_artifact, create_progress_artifact, create_table_artifact, update_progress_artifact,
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
 )
 from prefect.futures import wait
 from prefect.states import Completed, Failed
 
-from flowrl_core.config import resolve_config
-from flowrl_core.graph import (
-    build_graph, critical_path, critical_path_lengths, load_skill_doc, parse_skills, training_order,
+from flowrl_core.defaults import DEFAULT_STORE
+from flowrl_core.scheduling.slots import PrioritySlots
+from flowrl_core.skills.graph import (
+    build_graph,
+    critical_path,
+    critical_path_lengths,
+    training_order,
 )
-from flowrl_core.plan import execution_plan
-from flowrl_core.slots import PrioritySlots
-from flowrl_core.store import DEFAULT_STORE, Store
+from flowrl_core.skills.parsing import load_skill_doc, parse_skills
+from flowrl_core.skills.plan import execution_plan
+from flowrl_core.store.objects import Store
+from flowrl_core.training.config import resolve_config
 from tasks.skill import GraphRun, skill_task
 
 
@@ -58,8 +65,8 @@ def _publish_pictures(store: Store, graph, order: list[str], crit: list[str], st
     """DAG picture coloured by state into the store, and markdown links to every skill's pictures.
 
     Pictures are for people: failing to draw one is logged, never fails the flow."""
-    from flowrl_core.plots import dag_png
-    from flowrl_core.store import now_iso
+    from flowrl_core.reporting.plots import dag_png
+    from flowrl_core.store.objects import now_iso
 
     lines = ["", "## Pictures", ""]
     try:
@@ -107,7 +114,9 @@ def train_skill_graph(
     each skill as a child flow run of ``deployment`` on its work pool (see prefect.yaml).
     """
     logger = get_run_logger()
-    from flowrl_core.envs import make_env_and_params  # validates env name and options up front
+    from flowrl_core.envs import (
+        make_env_and_params,  # validates env name and options up front
+    )
 
     if (skills_file is None) == (skills is None):
         raise ValueError("pass exactly one of skills_file (a path) or skills (the decoded file)")

@@ -20,12 +20,21 @@ from prefect.artifacts import create_table_artifact
 from prefect.futures import wait
 from prefect.states import Completed, Failed
 
-from flowrl_core.config import resolve_config
+from flowrl_core.defaults import DEFAULT_STORE
 from flowrl_core.errors import FlowRLError
-from flowrl_core.proposers import Done, LibraryView, NothingNow, Propose, frontier, load_proposer, validate_against_library
-from flowrl_core.skill_run import skill_runs
-from flowrl_core.slots import PrioritySlots
-from flowrl_core.store import DEFAULT_STORE, Store
+from flowrl_core.grow.library import (
+    Done,
+    LibraryView,
+    NothingNow,
+    Propose,
+    frontier,
+    validate_against_library,
+)
+from flowrl_core.grow.registry import load_proposer
+from flowrl_core.scheduling.slots import PrioritySlots
+from flowrl_core.store.objects import Store
+from flowrl_core.store.runs import skill_runs
+from flowrl_core.training.config import resolve_config
 from tasks.skill import GraphRun, skill_task
 
 

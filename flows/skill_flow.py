@@ -12,9 +12,9 @@ from typing import Any
 
 from prefect import flow
 
-from flowrl_core.graph import parse_skills
-from flowrl_core.slots import PrioritySlots
-from flowrl_core.store import Store
+from flowrl_core.scheduling.slots import PrioritySlots
+from flowrl_core.skills.parsing import parse_skills
+from flowrl_core.store.objects import Store
 from tasks.skill import GraphRun, merge_task, setup_task, train_task
 
 
@@ -36,8 +36,7 @@ def train_skill(
     training settings of this skill (from the orchestrator, or the cpu profile).  ``trainer``
     is "subprocess" (the product's PPO child process) or an in-process fixture's import path
     (the orchestration benchmark's slot-holding trainer)."""
-    from flowrl_core.config import resolve_config
-
+    from flowrl_core.training.config import resolve_config
     specs = parse_skills(skills, source="parameter 'skills'")
     cfg = dict(config) if config else resolve_config("cpu", None, {s.name: s for s in specs}[skill].train, skill=skill)
     st = Store(store, storage_options=storage_options)

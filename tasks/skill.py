@@ -23,11 +23,13 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from flowrl_core import skill_run
 from flowrl_core.errors import FlowRLError
-from flowrl_core.slots import PrioritySlots
-from flowrl_core.spec import SkillSpec
-from flowrl_core.store import Store
+from flowrl_core.lifecycle.job import read_result
+from flowrl_core.lifecycle.merge import merge_run
+from flowrl_core.lifecycle.setup import SetupResult, setup
+from flowrl_core.scheduling.slots import PrioritySlots
+from flowrl_core.skills.spec import SkillSpec
+from flowrl_core.store.objects import Store
 
 
 class TrainingFailed(FlowRLError, RuntimeError):
@@ -97,9 +99,9 @@ class GraphRun:
 
 
 @task(name="setup", cache_policy=NO_CACHE, task_run_name="setup {skill}")
-def setup_task(skill: str, ctx: GraphRun, run_id: str | None = None) -> skill_run.SetupResult:
+def setup_task(skill: str, ctx: GraphRun, run_id: str | None = None) -> SetupResult:
     logger = get_run_logger()
-    result = skill_run.setup(ctx.store(), ctx.specs, skill, env=ctx.env, config=ctx.configs[skill],
+    result = setup(ctx.store(), ctx.specs, skill, env=ctx.env, config=ctx.configs[skill],
                              continuation=ctx.continuation, run_id=run_id, env_options=ctx.env_options)
     if result.job is None:
         logger.info("%s already trained %d frames (budget %d): nothing to do", skill, result.done_frames,
@@ -114,7 +116,7 @@ def setup_task(skill: str, ctx: GraphRun, run_id: str | None = None) -> skill_ru
 
 
 def trainer_command(ctx: GraphRun, run_id: str) -> list[str]:
-    return [sys.executable, "-u", "-m", "flowrl_core.train_job", "--store", ctx.store_url,
+    return [sys.executable, "-u", "-m", "flowrl_core.lifecycle.train", "--store", ctx.store_url,
             "--run-id", run_id, "--storage-options", json.dumps(ctx.storage_options)]
 
 
@@ -172,7 +174,7 @@ def train_task(skill: str, run_id: str, ctx: GraphRun, slot: int = 0, device: st
     if code != 0:
         raise TrainingFailed(f"skill {skill!r}: trainer {_describe_exit(code)} (run {run_id}); "
                              f"last output: {' | '.join(list(tail)[-3:])}")
-    result = skill_run.read_result(ctx.store(), run_id)
+    result = read_result(ctx.store(), run_id)
     if result is None:
         raise TrainingFailed(f"skill {skill!r}: trainer exited 0 but wrote no result.json (run {run_id})")
     return result
@@ -189,13 +191,12 @@ def _short_metrics(line: str) -> str:
 
 def _train_in_process(skill: str, run_id: str, ctx: GraphRun, slot: int) -> dict[str, Any]:
     """Run an in-process trainer given by import path (benchmarks' slot-holding fixture)."""
-    from flowrl_core.imports import resolve_callable
-
+    from flowrl_core.plugins import resolve_callable
     fn = resolve_callable(ctx.trainer, "trainer function")
     started = time.time()
     fn(ctx.store(), run_id)
     ctx.record({"skill": skill, "slot": slot, "start": started, "end": time.time(), "exit": 0})
-    result = skill_run.read_result(ctx.store(), run_id)
+    result = read_result(ctx.store(), run_id)
     if result is None:
         raise TrainingFailed(f"skill {skill!r}: trainer {ctx.trainer} wrote no result.json (run {run_id})")
     return result
@@ -204,7 +205,7 @@ def _train_in_process(skill: str, run_id: str, ctx: GraphRun, slot: int) -> dict
 @task(name="merge", cache_policy=NO_CACHE, task_run_name="merge {skill}")
 def merge_task(skill: str, run_id: str, ctx: GraphRun) -> list[dict[str, Any]]:
     logger = get_run_logger()
-    decisions = skill_run.merge(ctx.store(), run_id)
+    decisions = merge_run(ctx.store(), run_id)
     for d in decisions:
         logger.info("%s: expert %d (%s) %s — proposed %d frames, store now %d", skill, d.index, d.skill,
                     d.action, d.proposed_frames, d.current_frames)
@@ -283,7 +284,7 @@ def _run_on_pool(skill: str, run_id: str, ctx: GraphRun, slot: int) -> tuple[dic
     else:
         raise TrainingFailed(f"skill {skill!r}: every pool attempt failed; last: {last.name if last else '?'} "
                              f"{last.message if last else ''}")
-    result = skill_run.read_result(store, run_id)
+    result = read_result(store, run_id)
     run = store.run(run_id)
     if result is None or not run.has_doc("merge.json"):
         raise TrainingFailed(f"skill {skill!r}: child flow completed but run {run_id} has no result/merge record")

@@ -45,8 +45,11 @@ def s3_url(s3_server) -> tuple[str, dict]:
 def prefect_harness(tmp_path_factory):
     """Prefect's own test harness: a temporary database and API server for this session."""
     from prefect.settings import (
-        PREFECT_HOME, PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW, PREFECT_RESULTS_LOCAL_STORAGE_PATH,
-        PREFECT_SERVER_ANALYTICS_ENABLED, temporary_settings,
+        PREFECT_HOME,
+        PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW,
+        PREFECT_RESULTS_LOCAL_STORAGE_PATH,
+        PREFECT_SERVER_ANALYTICS_ENABLED,
+        temporary_settings,
     )
     from prefect.testing.utilities import prefect_test_harness
 

@@ -30,8 +30,7 @@ def test_plan_prints_graph_order_plans_and_remaps(tmp_path):
 
 
 def test_plan_uses_existing_store_indices_read_only(tmp_path):
-    from flowrl_core.store import Store
-
+    from flowrl_core.store.objects import Store
     store = Store(str(tmp_path / "st"))
     store.assign_index("Other")
     store.assign_index("Place_Table")

@@ -17,9 +17,10 @@ import pytest
 
 pytest.importorskip("craftax")
 
-from flowrl_core.envs import make_env  # noqa: E402
-from flowrl_core.spec import PlanStep, SkillSpec  # noqa: E402
-from flowrl_core.trainer.ppo import PPOConfig, extract_experts, train  # noqa: E402
+from flowrl_core.envs import make_env
+from flowrl_core.skills.spec import PlanStep, SkillSpec
+from flowrl_core.training.config import PPOConfig
+from flowrl_core.training.ppo import extract_experts, train
 
 NUM_ENVS, NUM_STEPS, UPDATES = 16, 8, 2
 
@@ -53,9 +54,8 @@ def test_craftax_classic_ppo_smoke():
     assert expert["actor"]["head"]["kernel"].shape == (32, env.num_actions)
 
     # the trained policy's rollout, drawn by Craftax's own renderer, as the GIF a run stores
-    from flowrl_core.plots import frames_to_gif
-    from flowrl_core.trainer.rollout import rollout
-
+    from flowrl_core.reporting.plots import frames_to_gif
+    from flowrl_core.training.rollout import rollout
     ro = rollout(env, env.default_params, plan, specs, {"Collect_Wood": 0}, cfg, result.params, max_steps=20)
     assert ro.frames.dtype == np.uint8 and ro.frames.shape[1:] == (144, 144, 3) and 2 <= len(ro.frames) <= 21
     assert len(ro.captions) == len(ro.frames)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from flowrl_core.envs import make_env_and_params
-from flowrl_core.spec import PlanStep, SkillSpec
-from flowrl_core.trainer.ppo import PPOConfig, train
+from flowrl_core.skills.spec import PlanStep, SkillSpec
+from flowrl_core.training.config import PPOConfig
+from flowrl_core.training.ppo import train
 
 
 def test_early_stop_waits_one_horizon_and_two_good_updates():

@@ -12,21 +12,25 @@ from pathlib import Path
 
 import pytest
 
-from flowrl_core.merge import current_version, store_snapshot
-from flowrl_core.skill_run import read_result, skill_runs
-from flowrl_core.store import Store
+from flowrl_core.lifecycle.job import read_result
+from flowrl_core.store.experts import current_version, store_snapshot
+from flowrl_core.store.objects import Store
+from flowrl_core.store.runs import skill_runs
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
+from tests.support import faulty_fs  # noqa: F401 - registers faulty:// here
+from tests.test_flow import GRAPH, TINY, run_flow, write_graph
+from tests.test_merge import assert_storm_equals_replay
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from test_flow import GRAPH, TINY, run_flow, write_graph  # noqa: E402
-from test_merge import assert_storm_equals_replay  # noqa: E402
 
 
 @pytest.mark.usefixtures("prefect_harness")
 @pytest.mark.parametrize("pattern,mode", [("/versions/", "after"), ("result.json", "before"), ("/blobs/", "before")])
-def test_failing_store_write_fails_the_task_clearly_and_the_retry_succeeds(tmp_path, pattern, mode):
+def test_failing_store_write_fails_the_task_clearly_and_the_retry_succeeds(tmp_path, pattern, mode, monkeypatch):
+    monkeypatch.setenv("FLOWRL_PLUGINS", "tests.support.faulty_fs")  # the trainer child registers it too
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     skills_file = write_graph(tmp_path, {"skills": GRAPH["skills"][:2]})
     faults = tmp_path / "faults"
     options = {"fail_pattern": pattern, "fail_times": 1, "fail_mode": mode, "state_dir": str(faults)}
@@ -41,7 +45,7 @@ def test_failing_store_write_fails_the_task_clearly_and_the_retry_succeeds(tmp_p
         assert read_result(store, row["run_id"])["frames"] == TINY["total_timesteps"]
     snap = store_snapshot(store)  # every visible version decodes and matches its blob
     assert set(snap) == {0, 1}
-    from flowrl_core.merge import load_params
+    from flowrl_core.store.experts import load_params
     for index in snap:
         load_params(store, current_version(store, index))
 

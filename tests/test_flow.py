@@ -14,9 +14,10 @@ import psutil
 import pytest
 import yaml
 
-from flowrl_core.merge import current_version
-from flowrl_core.skill_run import load_job, read_result, skill_runs
-from flowrl_core.store import Store
+from flowrl_core.lifecycle.job import load_job, read_result
+from flowrl_core.store.experts import current_version
+from flowrl_core.store.objects import Store
+from flowrl_core.store.runs import skill_runs
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -176,7 +177,7 @@ def _trainer_children(run_hint: str) -> list[psutil.Process]:
             cmd = " ".join(proc.cmdline())
         except psutil.Error:
             continue
-        if "flowrl_core.train_job" in cmd and run_hint in cmd:
+        if "flowrl_core.lifecycle.train" in cmd and run_hint in cmd:
             out.append(proc)
     return out
 

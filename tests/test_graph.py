@@ -8,9 +8,13 @@ from pathlib import Path
 import pytest
 
 from flowrl_core.errors import SkillFileError
-from flowrl_core.graph import (
-    build_graph, critical_path, critical_path_lengths, load_skill_file, parse_skills, training_order,
+from flowrl_core.skills.graph import (
+    build_graph,
+    critical_path,
+    critical_path_lengths,
+    training_order,
 )
+from flowrl_core.skills.parsing import load_skill_file, parse_skills
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -165,7 +169,6 @@ def test_bad_json_and_extension_and_missing_file(tmp_path):
 def test_train_keys_match_the_trainer_config():
     import dataclasses
 
-    from flowrl_core.graph import TRAIN_KEYS
-    from flowrl_core.trainer.ppo import PPOConfig
+    from flowrl_core.training.config import TRAIN_KEYS, PPOConfig
 
     assert set(TRAIN_KEYS) == {f.name for f in dataclasses.fields(PPOConfig)}

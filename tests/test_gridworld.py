@@ -15,8 +15,8 @@ from flowrl_core.envs.gridworld import (
     ITEM_NAMES,
     RECIPES,
     Action,
-    Gridworld,
     GridParams,
+    Gridworld,
     Tile,
 )
 

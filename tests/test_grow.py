@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from flowrl_core.merge import current_version
-from flowrl_core.skill_run import load_job
-from flowrl_core.store import Store
+from flowrl_core.lifecycle.job import load_job
+from flowrl_core.store.experts import current_version
+from flowrl_core.store.objects import Store
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -22,9 +22,9 @@ def grow(**kwargs):
 
 
 def test_frontier_blocks_generation_until_providers_finish_and_plans_include_them(tmp_path):
-    import grow_plugins
+    from tests.support import grow_plugins
 
-    state, summary = grow(proposer="grow_plugins:scripted", store=str(tmp_path / "store"), env="gridworld",
+    state, summary = grow(proposer="tests.support.grow_plugins:scripted", store=str(tmp_path / "store"), env="gridworld",
                           profile="tiny", overrides=TINY, slots=2, retries=0, idle_patience_s=5)
     assert state.is_completed(), state.message
     calls = grow_plugins.CALLS

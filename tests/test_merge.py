@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import subprocess
 import sys
@@ -15,12 +14,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flowrl_core.errors import StoreError
-from flowrl_core.merge import Proposal, current_version, load_params, merge_run, store_snapshot
-from flowrl_core.store import Store
+from flowrl_core.store.experts import (
+    Proposal,
+    current_version,
+    load_params,
+    merge_proposals,
+    store_snapshot,
+)
+from flowrl_core.store.objects import Store
+from tests.support.merge_worker import proposals as worker_proposals
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from merge_worker import proposals as worker_proposals  # noqa: E402
 
 M = 1_000_000
 
@@ -35,12 +39,12 @@ def stored_value(store, index):
 
 def test_new_updated_kept(mem_url):
     store = Store(mem_url)
-    [d] = merge_run(store, "r1", [P(0, 50 * M, 1.0)])
+    [d] = merge_proposals(store, "r1", [P(0, 50 * M, 1.0)])
     assert (d.action, d.current_frames, d.previous_frames) == ("new", 50 * M, None)
-    [d] = merge_run(store, "r2", [P(0, 150 * M, 2.0)])
+    [d] = merge_proposals(store, "r2", [P(0, 150 * M, 2.0)])
     assert (d.action, d.previous_frames, d.current_frames) == ("updated", 50 * M, 150 * M)
     assert stored_value(store, 0) == 2.0
-    [d] = merge_run(store, "r3", [P(0, 140 * M, 3.0)])
+    [d] = merge_proposals(store, "r3", [P(0, 140 * M, 3.0)])
     assert (d.action, d.current_frames) == ("kept", 150 * M)
     assert stored_value(store, 0) == 2.0  # params untouched
     assert len(store.list(("experts", "000000", "versions"))) == 2  # a beaten proposal writes nothing
@@ -48,24 +52,24 @@ def test_new_updated_kept(mem_url):
 
 def test_sequential_conflict_a_then_b_keeps_a(mem_url):
     store = Store(mem_url)
-    merge_run(store, "A", [P(0, 180 * M, 1.0)])
-    [d] = merge_run(store, "B", [P(0, 160 * M, 2.0)])
+    merge_proposals(store, "A", [P(0, 180 * M, 1.0)])
+    [d] = merge_proposals(store, "B", [P(0, 160 * M, 2.0)])
     assert d.action == "kept" and stored_value(store, 0) == 1.0
 
 
 def test_later_but_larger_c_then_d_ends_with_d(mem_url):
     store = Store(mem_url)
-    merge_run(store, "C", [P(0, 130 * M, 1.0)])
-    [d] = merge_run(store, "D", [P(0, 150 * M, 2.0)])
+    merge_proposals(store, "C", [P(0, 130 * M, 1.0)])
+    [d] = merge_proposals(store, "D", [P(0, 150 * M, 2.0)])
     assert d.action == "updated" and stored_value(store, 0) == 2.0
     assert current_version(store, 0).frames == 150 * M
 
 
 def test_run_with_several_experts_reports_each(mem_url):
     store = Store(mem_url)
-    merge_run(store, "wood", [P(0, 50 * M, 1.0, "Wood")])
-    merge_run(store, "stone", [P(1, 40 * M, 1.0, "Stone")])
-    decisions = merge_run(store, "pick", [P(0, 150 * M, 9.0, "Wood"), P(1, 30 * M, 9.0, "Stone"),
+    merge_proposals(store, "wood", [P(0, 50 * M, 1.0, "Wood")])
+    merge_proposals(store, "stone", [P(1, 40 * M, 1.0, "Stone")])
+    decisions = merge_proposals(store, "pick", [P(0, 150 * M, 9.0, "Wood"), P(1, 30 * M, 9.0, "Stone"),
                                           P(2, 100 * M, 9.0, "Pick")])
     assert [(d.skill, d.action) for d in decisions] == [("Wood", "updated"), ("Stone", "kept"), ("Pick", "new")]
     assert decisions[1].to_dict()["current_frames"] == 40 * M
@@ -73,10 +77,10 @@ def test_run_with_several_experts_reports_each(mem_url):
 
 def test_idempotent_remerge_changes_nothing(mem_url):
     store = Store(mem_url)
-    first = merge_run(store, "r1", [P(0, 10, 1.0), P(1, 20, 1.0)])
+    first = merge_proposals(store, "r1", [P(0, 10, 1.0), P(1, 20, 1.0)])
     snap = store_snapshot(store)
     listing = sorted(store.fs.find(store.root))
-    again = merge_run(store, "r1", [P(0, 10, 1.0), P(1, 20, 1.0)])
+    again = merge_proposals(store, "r1", [P(0, 10, 1.0), P(1, 20, 1.0)])
     assert store_snapshot(store) == snap
     assert sorted(store.fs.find(store.root)) == listing
     assert [d.action for d in again] == [d.action for d in first]
@@ -85,8 +89,8 @@ def test_idempotent_remerge_changes_nothing(mem_url):
 
 def test_ties_break_deterministically_by_run_id(mem_url):
     a, b = Store(mem_url), Store(mem_url + "x")
-    merge_run(a, "run-a", [P(0, 100, 1.0)]); merge_run(a, "run-b", [P(0, 100, 2.0)])
-    merge_run(b, "run-b", [P(0, 100, 2.0)]); merge_run(b, "run-a", [P(0, 100, 1.0)])
+    merge_proposals(a, "run-a", [P(0, 100, 1.0)]); merge_proposals(a, "run-b", [P(0, 100, 2.0)])
+    merge_proposals(b, "run-b", [P(0, 100, 2.0)]); merge_proposals(b, "run-a", [P(0, 100, 1.0)])
     assert store_snapshot(a) == store_snapshot(b)
     assert store_snapshot(a)[0]["run_id"] == "run-b"
 
@@ -101,7 +105,7 @@ def test_bad_proposals_write_nothing(mem_url, bad, fragment):
     store = Store(mem_url)
     before = sorted(store.fs.find(store.root))
     with pytest.raises(StoreError, match=fragment):
-        merge_run(store, "r1", [P(1, 5, 1.0), bad])  # the good one must not land either
+        merge_proposals(store, "r1", [P(1, 5, 1.0), bad])  # the good one must not land either
     assert sorted(store.fs.find(store.root)) == before
 
 
@@ -109,9 +113,9 @@ def test_duplicate_index_and_bad_run_id_write_nothing(mem_url):
     store = Store(mem_url)
     before = sorted(store.fs.find(store.root))
     with pytest.raises(StoreError, match="same expert index"):
-        merge_run(store, "r1", [P(0, 5, 1.0), P(0, 6, 2.0)])
+        merge_proposals(store, "r1", [P(0, 5, 1.0), P(0, 6, 2.0)])
     with pytest.raises(StoreError, match="invalid run id"):
-        merge_run(store, "../evil", [P(0, 5, 1.0)])
+        merge_proposals(store, "../evil", [P(0, 5, 1.0)])
     assert sorted(store.fs.find(store.root)) == before
 
 
@@ -128,7 +132,7 @@ def test_order_independence_and_fold_equals_max(items, rnd):
     def run(order):
         store = Store(f"memory://prop-{uuid.uuid4().hex}")
         for index, frames, run_id, value in order:
-            merge_run(store, run_id, [P(index, frames, float(value))])
+            merge_proposals(store, run_id, [P(index, frames, float(value))])
         return store_snapshot(store)
 
     shuffled = list(items)
@@ -144,12 +148,12 @@ def sequential_replay(workers: int, merges: int) -> dict:
     store = Store(f"memory://replay-{uuid.uuid4().hex}")
     for w in range(workers):
         for run_id, batch in worker_proposals(w, merges):
-            merge_run(store, run_id, batch)
+            merge_proposals(store, run_id, batch)
     return store_snapshot(store)
 
 
 def run_workers(url: str, options: dict, workers: int, merges: int) -> None:
-    procs = [subprocess.Popen([sys.executable, str(HERE / "merge_worker.py"), url, json.dumps(options),
+    procs = [subprocess.Popen([sys.executable, str(HERE / "support" / "merge_worker.py"), url, json.dumps(options),
                                str(w), str(merges)], stderr=subprocess.PIPE, text=True) for w in range(workers)]
     for p in procs:
         _, stderr = p.communicate(timeout=600)

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from flowrl_core.trainer.moe import (
+from flowrl_core.training.moe import (
     MoEActorCritic,
     apply_single_expert,
     default_big_block,

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from flowrl_core.errors import SkillFileError
-from flowrl_core.graph import load_skill_file, parse_skills
-from flowrl_core.plan import execution_plan, plan_skills
-from flowrl_core.spec import PlanStep
+from flowrl_core.skills.parsing import load_skill_file, parse_skills
+from flowrl_core.skills.plan import execution_plan, plan_skills
+from flowrl_core.skills.spec import PlanStep
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

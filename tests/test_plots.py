@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 
 from flowrl_core import plots
-from flowrl_core.graph import build_graph, critical_path, parse_skills
+from flowrl_core.skills.graph import build_graph, critical_path
+from flowrl_core.skills.parsing import parse_skills
 
 
 def decode(data: bytes) -> Image.Image:

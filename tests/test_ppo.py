@@ -9,17 +9,17 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from flowrl_core.spec import PlanStep, SkillSpec
-from flowrl_core.trainer.corridor import Corridor
-from flowrl_core.trainer.moe import get_expert
-from flowrl_core.trainer.ppo import (
-    PPOConfig,
+from flowrl_core.skills.spec import PlanStep, SkillSpec
+from flowrl_core.training.config import PPOConfig
+from flowrl_core.training.moe import get_expert
+from flowrl_core.training.ppo import (
     clip_by_expert_norm,
     compute_gae,
     extract_experts,
     state_from_bytes,
     train,
 )
+from tests.support.corridor import Corridor
 
 SPECS = {
     "Collect_Wood": SkillSpec("Collect_Wood", gains={"wood": 1}),
@@ -135,9 +135,9 @@ def test_checkpoint_resume_after_crash_no_double_counting(env):
 
 
 def test_seeded_experts_and_validation(env):
-    from flowrl_core.trainer.ppo import init_state, make_optimizer
-    from flowrl_core.trainer.moe import MoEActorCritic, init_moe_params
-    from flowrl_core.trainer.predicates import compile_plan
+    from flowrl_core.training.moe import MoEActorCritic, init_moe_params
+    from flowrl_core.training.ppo import init_state, make_optimizer
+    from flowrl_core.training.predicates import compile_plan
 
     cfg = tiny()
     donor = {"params": init_moe_params(jax.random.PRNGKey(7), 3, env.obs_shape[0], env.num_actions, cfg.width,

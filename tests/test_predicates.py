@@ -9,8 +9,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from flowrl_core.spec import PlanStep, SkillSpec
-from flowrl_core.trainer.predicates import PredicateError, compile_plan, resolve_predicate
+from flowrl_core.skills.spec import PlanStep, SkillSpec
+from flowrl_core.training.predicates import (
+    PredicateError,
+    compile_plan,
+    resolve_predicate,
+)
 
 ITEMS = ("wood", "stone", "table")
 ACHS = ("collect_wood", "place_table")

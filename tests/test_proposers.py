@@ -4,7 +4,6 @@ frontier (count-aware), and the LLM proposer against a real local HTTP server.""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import networkx as nx
@@ -12,17 +11,27 @@ import pytest
 import yaml
 
 from flowrl_core.errors import SkillFileError
-from flowrl_core.graph import build_graph, load_skill_file, needs, parse_skills, providers
-from flowrl_core.proposers import (
-    CurriculumProposer, Done, FileProposer, LibraryView, LLMProposer, NothingNow, Propose, Proposer,
-    ProposerError, frontier, load_knowledge_base, load_proposer, validate_against_library,
+from flowrl_core.grow.curriculum import CurriculumProposer, load_knowledge_base
+from flowrl_core.grow.file_proposer import FileProposer
+from flowrl_core.grow.library import (
+    Done,
+    LibraryView,
+    NothingNow,
+    Propose,
+    Proposer,
+    ProposerError,
+    frontier,
+    validate_against_library,
 )
-from flowrl_core.spec import SkillSpec
+from flowrl_core.grow.llm import LLMProposer
+from flowrl_core.grow.registry import load_proposer
+from flowrl_core.skills.graph import build_graph, needs, providers
+from flowrl_core.skills.parsing import load_skill_file, parse_skills
+from flowrl_core.skills.spec import SkillSpec
+from tests.support.llm_stub_server import Raw, Slow, Status, StubLLMServer
 
 HERE = Path(__file__).resolve().parent
 EXAMPLES = HERE.parent / "examples"
-sys.path.insert(0, str(HERE))
-from llm_stub_server import Raw, Slow, Status, StubLLMServer  # noqa: E402
 
 WOOD = SkillSpec("Collect_Wood", gains={"wood": 1})
 TABLE = SkillSpec("Place_Table", requires={"wood": 2}, consumes={"wood": 2},
@@ -151,7 +160,7 @@ def test_file_proposer_treats_a_proposal_that_never_arrived_as_rejected():
 
 @pytest.mark.parametrize("kb", ["gridworld", "craftax_classic"])
 def test_knowledge_bases_load_with_parse_skills(kb):
-    path = HERE.parent / "flowrl_core" / "data" / f"kb_{kb}.yaml"
+    path = HERE.parent / "flowrl_core" / "grow" / "knowledge" / f"{kb}.yaml"
     specs = parse_skills(yaml.safe_load(path.read_text()))
     assert [s.name for s in specs] == [s.name for s in load_knowledge_base(kb)]
     names = {s.name for s in specs}
@@ -475,15 +484,15 @@ def test_load_proposer_builtins_and_import_paths(monkeypatch):
     assert isinstance(load_proposer("curriculum", kb="gridworld", target="wood"), CurriculumProposer)
     monkeypatch.setenv("FLOWRL_LLM_MODEL", "m")
     assert isinstance(load_proposer("llm", target="wood"), LLMProposer)
-    assert isinstance(load_proposer("test_proposers:make_fixed", name="x"), FileProposer)
+    assert isinstance(load_proposer("tests.test_proposers:make_fixed", name="x"), FileProposer)
 
 
 @pytest.mark.parametrize("spec,match", [
     ("genetic", "unknown proposer 'genetic'"),
     ("no_such_module_xyz:make", "cannot be imported"),
-    ("test_proposers:missing", "has no 'missing'"),
-    ("test_proposers:EXAMPLES", "not a factory"),
-    ("test_proposers:spec", "without a propose"),
+    ("tests.test_proposers:missing", "has no 'missing'"),
+    ("tests.test_proposers:EXAMPLES", "not a factory"),
+    ("tests.test_proposers:spec", "without a propose"),
 ])
 def test_load_proposer_errors(spec, match):
     kwargs = {"name": "S", "gains": {"wood": 1}} if spec.endswith(":spec") else {}

@@ -7,8 +7,8 @@ import itertools
 import pytest
 
 from flowrl_core.errors import RemapError
-from flowrl_core.remap import Remap, build_remap, remap_for_plan
-from flowrl_core.spec import PlanStep
+from flowrl_core.skills.remap import Remap, build_remap, remap_for_plan
+from flowrl_core.skills.spec import PlanStep
 
 
 def test_contiguous_deps():

@@ -9,10 +9,10 @@ import re
 import numpy as np
 from PIL import Image
 
-from flowrl_core.graph import parse_skills
-from flowrl_core.plots import frames_to_gif
-from flowrl_core.report import render_report, write_report
-from flowrl_core.store import Store
+from flowrl_core.reporting.plots import frames_to_gif
+from flowrl_core.reporting.report import render_report, write_report
+from flowrl_core.skills.parsing import parse_skills
+from flowrl_core.store.objects import Store
 
 EVIL = '<script>alert("x")</script> & friends'
 

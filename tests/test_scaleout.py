@@ -4,7 +4,6 @@ diamond-shaped skill graph, and a worker killed mid-skill.  Every process it sta
 
 from __future__ import annotations
 
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -13,14 +12,15 @@ import psutil
 import pytest
 
 from deployments.local_cluster import LocalCluster, kill_tree
-from flowrl_core.merge import current_version
-from flowrl_core.skill_run import read_result, skill_runs
-from flowrl_core.store import Store
+from flowrl_core.lifecycle.job import read_result
+from flowrl_core.store.experts import current_version
+from flowrl_core.store.objects import Store
+from flowrl_core.store.runs import skill_runs
 
 pytestmark = pytest.mark.slow
+from tests.test_flow import GRAPH, TINY, assert_experts_hold_the_right_frames
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from test_flow import GRAPH, TINY, assert_experts_hold_the_right_frames  # noqa: E402
 
 # The two branches of test_flow's graph joined again: Collect_Stone also waits for the sword.
 DIAMOND = {"skills": GRAPH["skills"][:4] + [
@@ -46,7 +46,11 @@ def cluster(tmp_path, s3_server):
 
 def _flow_run_intervals(api: str) -> list[tuple[float, float]]:
     from prefect import get_client
-    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName, FlowRunFilter
+    from prefect.client.schemas.filters import (
+        DeploymentFilter,
+        DeploymentFilterName,
+        FlowRunFilter,
+    )
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     with temporary_settings(updates={PREFECT_API_URL: api}):

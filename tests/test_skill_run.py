@@ -7,12 +7,16 @@ import io
 import pytest
 from PIL import Image
 
-from flowrl_core.config import resolve_config
-from flowrl_core.graph import parse_skills
-from flowrl_core.merge import current_version
-from flowrl_core.skill_run import merge, read_result, setup, skill_runs, summarize_store, trained_frames
-from flowrl_core.store import Store
-from flowrl_core.train_job import run_job
+from flowrl_core.lifecycle.job import read_result
+from flowrl_core.lifecycle.merge import merge_run
+from flowrl_core.lifecycle.setup import setup
+from flowrl_core.lifecycle.train import run_job
+from flowrl_core.reporting.status import summarize_store
+from flowrl_core.skills.parsing import parse_skills
+from flowrl_core.store.experts import current_version
+from flowrl_core.store.objects import Store
+from flowrl_core.store.runs import skill_runs, trained_frames
+from flowrl_core.training.config import resolve_config
 
 SPECS = parse_skills({"skills": [
     {"name": "Collect_Wood", "gains": {"wood": 1}},
@@ -29,7 +33,7 @@ def two_skills():
         store.assign_index(s.name)
     first = setup(store, SPECS, "Collect_Wood", env="gridworld", config=CFG)
     run_job(store, first.job.run_id, echo=False)
-    d1 = merge(store, first.job.run_id)
+    d1 = merge_run(store, first.job.run_id)
     second = setup(store, SPECS, "Place_Table", env="gridworld", config=CFG)
     return store, first, d1, second
 
@@ -59,10 +63,10 @@ def test_train_job_writes_result_experts_metrics_and_pictures(two_skills):
 def test_dependant_seeds_from_store_and_merge_updates_dependency(two_skills):
     store, _, _, second = two_skills
     run_job(store, second.job.run_id, echo=False)
-    decisions = {d.skill: d for d in merge(store, second.job.run_id)}
+    decisions = {d.skill: d for d in merge_run(store, second.job.run_id)}
     assert decisions["Collect_Wood"].action == "updated" and decisions["Collect_Wood"].current_frames == 256
     assert decisions["Place_Table"].action == "new"
-    again = {d.skill: d for d in merge(store, second.job.run_id)}  # a retried merge changes nothing
+    again = {d.skill: d for d in merge_run(store, second.job.run_id)}  # a retried merge changes nothing
     assert all(d.already_merged for d in again.values())
     assert current_version(store, 0).frames == 256
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from flowrl_core.slots import PrioritySlots
+from flowrl_core.scheduling.slots import PrioritySlots
 
 
 def test_cap_and_priority_order():

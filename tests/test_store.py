@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,9 +11,14 @@ import numpy as np
 import pytest
 
 from flowrl_core.errors import StoreCorruptError, StoreError, StoreNotFoundError
-from flowrl_core.merge import Proposal, current_version, load_params, merge_run
-from flowrl_core.params_io import params_from_bytes, params_to_bytes
-from flowrl_core.store import Store, check_run_id
+from flowrl_core.store.experts import (
+    Proposal,
+    current_version,
+    load_params,
+    merge_proposals,
+)
+from flowrl_core.store.objects import Store, check_run_id
+from flowrl_core.store.params import params_from_bytes, params_to_bytes
 
 HERE = Path(__file__).resolve().parent
 
@@ -93,7 +97,7 @@ def test_corrupt_objects_name_their_path(tmp_path):
 
 def test_truncated_params_blob_is_detected(mem_url):
     store = Store(mem_url)
-    merge_run(store, "r1", [Proposal(0, "Wood", 10, {"w": np.arange(4.0)})])
+    merge_proposals(store, "r1", [Proposal(0, "Wood", 10, {"w": np.arange(4.0)})])
     version = current_version(store, 0)
     store.write_bytes(version.params_path.split("/"), b"\x80")
     with pytest.raises(StoreCorruptError, match="do not match the hash"):
@@ -102,7 +106,7 @@ def test_truncated_params_blob_is_detected(mem_url):
 
 def test_corrupt_version_record(mem_url):
     store = Store(mem_url)
-    merge_run(store, "r1", [Proposal(0, "Wood", 10, {"w": np.arange(4.0)})])
+    merge_proposals(store, "r1", [Proposal(0, "Wood", 10, {"w": np.arange(4.0)})])
     name = store.list(("experts", "000000", "versions"))[0]
     store.write_bytes(("experts", "000000", "versions", name), b"{")
     with pytest.raises(StoreCorruptError, match=name):
@@ -121,7 +125,7 @@ def test_indices_assigned_once_never_reused(mem_url):
 def test_index_assignment_across_processes_is_unique(tmp_path):
     url = str(tmp_path / "st")
     Store(url)
-    procs = [subprocess.Popen([sys.executable, str(HERE / "merge_worker.py"), url, "{}", str(w), "0", "--index"],
+    procs = [subprocess.Popen([sys.executable, str(HERE / "support" / "merge_worker.py"), url, "{}", str(w), "0", "--index"],
                               stdout=subprocess.PIPE, text=True) for w in range(4)]
     results = [json.loads(p.communicate(timeout=120)[0]) for p in procs]
     assert all(p.returncode == 0 for p in procs)

@@ -9,14 +9,9 @@ plan), then Make_Wood_Pickaxe seeded vs from scratch with the same seed and conf
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-
-from transfer import compare, frames_to_success, table  # noqa: E402
+from benchmarks.transfer import compare, frames_to_success, table
 
 
 def _row(frames: int, rate: float | None, episodes: int = 20) -> dict:

@@ -38,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from flowrl_core.envs.base import StepOut
-from flowrl_core.vocab import CLASSIC_ACHIEVEMENTS, CLASSIC_ITEMS
+from flowrl_core.skills.vocab import CLASSIC_ACHIEVEMENTS, CLASSIC_ITEMS
 
 ITEM_NAMES: tuple[str, ...] = CLASSIC_ITEMS  # Craftax-Classic's inventory, in its order
 

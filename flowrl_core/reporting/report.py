@@ -21,11 +21,12 @@ from typing import Any
 import networkx as nx
 
 from flowrl_core.errors import FlowRLError
-from flowrl_core.graph import build_graph, critical_path
-from flowrl_core.plots import dag_png, learning_curve_png
-from flowrl_core.skill_run import skill_runs, summarize_store
-from flowrl_core.spec import SkillSpec
-from flowrl_core.store import Store, now_iso
+from flowrl_core.reporting.plots import dag_png, learning_curve_png
+from flowrl_core.reporting.status import summarize_store
+from flowrl_core.skills.graph import build_graph, critical_path
+from flowrl_core.skills.spec import SkillSpec
+from flowrl_core.store.objects import Store, now_iso
+from flowrl_core.store.runs import skill_runs
 
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto; max-width: 1200px;

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from flowrl_core.graph import parse_skill
-from flowrl_core.proposers import Done, LibraryView, NothingNow, Propose
+from flowrl_core.grow.library import Done, LibraryView, NothingNow, Propose
+from flowrl_core.skills.parsing import parse_skill
 
 CALLS: list[dict] = []
 

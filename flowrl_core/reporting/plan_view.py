@@ -10,10 +10,15 @@ from dataclasses import dataclass
 
 import networkx as nx
 
-from flowrl_core.graph import build_graph, critical_path, critical_path_lengths, training_order
-from flowrl_core.plan import execution_plan
-from flowrl_core.remap import Remap, remap_for_plan
-from flowrl_core.spec import PlanStep, SkillSpec
+from flowrl_core.skills.graph import (
+    build_graph,
+    critical_path,
+    critical_path_lengths,
+    training_order,
+)
+from flowrl_core.skills.plan import execution_plan
+from flowrl_core.skills.remap import Remap, remap_for_plan
+from flowrl_core.skills.spec import PlanStep, SkillSpec
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,6 @@ The trainer advances at most one plan step per env step; a following step that a
 
 from __future__ import annotations
 
-from flowrl_core.imports import ImportPathError, resolve_callable
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
@@ -41,7 +40,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from flowrl_core.spec import PlanStep, SkillSpec, achievement_name, is_achievement
+from flowrl_core.plugins import ImportPathError, resolve_callable
+from flowrl_core.skills.spec import (
+    PlanStep,
+    SkillSpec,
+    achievement_name,
+    is_achievement,
+)
 
 UserPredicate = Callable[..., tuple[jax.Array, jax.Array]]
 

@@ -1,10 +1,4 @@
-"""Skill files → validated :class:`SkillSpec` list → networkx dependency graph.
-
-Dependencies are inferred from requirements: a skill that requires (or consumes) ``wood``
-depends on the skill that gains ``wood``.  Matching is on the key, never on the amount — a
-skill needing 3 wood is served by a provider yielding 1 wood per run (the execution plan runs
-it three times); the reference system compared predicates for equality and so blocked every
-count-based requirement.  Explicit ``depends_on`` adds edges on top.
+"""Skill files → validated :class:`SkillSpec` list (the graph checks live in :mod:`.graph`).
 
 Every problem is reported as a :class:`SkillFileError` naming the file, the skill and the fix,
 before anything is written or trained.
@@ -12,36 +6,29 @@ before anything is written or trained.
 
 from __future__ import annotations
 
-import difflib
 import json
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import networkx as nx
 import yaml
 
-from flowrl_core import vocab
-from flowrl_core.errors import SkillFileError
-from flowrl_core.spec import ACHIEVEMENT_PREFIX, SkillSpec, achievement_name, is_achievement
+from flowrl_core.errors import SkillFileError, did_you_mean
+from flowrl_core.skills import vocab
+from flowrl_core.skills.graph import build_graph
+from flowrl_core.skills.spec import (
+    ACHIEVEMENT_PREFIX,
+    SkillSpec,
+    achievement_name,
+    is_achievement,
+)
+from flowrl_core.training.config import TRAIN_KEYS
 
 SKILL_KEYS = ("name", "requires", "consumes", "gains", "depends_on", "train", "description", "predicate")
 TOP_KEYS = ("skills", "name", "description", "env", "env_options")
 MAX_NAME_LEN = 100
 
-# Per-skill training overrides a skill file may set; the trainer's config owns their meaning.
-TRAIN_KEYS = (
-    "num_envs", "num_steps", "total_timesteps", "lr", "anneal_lr", "update_epochs", "num_minibatches",
-    "gamma", "gae_lambda", "clip_eps", "ent_coef", "vf_coef", "max_grad_norm", "width", "depth", "seed",
-    "checkpoint_every", "success_threshold", "early_stop_min_episodes", "updates_per_call",
-    "reset_bank_size", "bank_refresh", "shaping", "completion_reward", "block_size",
-)  # = PPOConfig's fields (a test keeps them equal; importing the trainer here would load JAX)
-
-
-def _suggest(word: str, options: Iterable[str]) -> str:
-    match = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
-    return f" (did you mean {match[0]!r}?)" if match else ""
 
 
 def check_name(name: Any, *, source: str | None = None, what: str = "skill name") -> str:
@@ -80,10 +67,10 @@ def _check_counts(raw: Any, field: str, name: str, source: str | None) -> dict[s
             if ach not in vocab.ACHIEVEMENTS:
                 raise SkillFileError(
                     f"'{field}' names unknown achievement {key!r}"
-                    + _suggest(ach, vocab.ACHIEVEMENTS).replace("'", f"'{ACHIEVEMENT_PREFIX}", 1),
+                    + did_you_mean(ach, vocab.ACHIEVEMENTS).replace("'", f"'{ACHIEVEMENT_PREFIX}", 1),
                     source=source, skill=name)
         elif key not in vocab.ITEMS:
-            hint = _suggest(key, vocab.ITEMS)
+            hint = did_you_mean(key, vocab.ITEMS)
             if not hint and key in vocab.ACHIEVEMENTS:
                 hint = f" (achievements are written '{ACHIEVEMENT_PREFIX}{key}')"
             raise SkillFileError(f"'{field}' names unknown item {key!r}{hint}", source=source, skill=name)
@@ -106,7 +93,7 @@ def _check_train(raw: Any, name: str, source: str | None) -> dict[str, Any]:
     for key, value in raw.items():
         if key not in TRAIN_KEYS:
             raise SkillFileError(
-                f"'train' has unknown override {key!r}{_suggest(str(key), TRAIN_KEYS)}; known: "
+                f"'train' has unknown override {key!r}{did_you_mean(str(key), TRAIN_KEYS)}; known: "
                 + ", ".join(TRAIN_KEYS), source=source, skill=name)
         if isinstance(value, bool) and key != "anneal_lr":
             raise SkillFileError(f"'train.{key}' must be a number, got {value!r}", source=source, skill=name)
@@ -131,7 +118,7 @@ def parse_skill(raw: Any, *, source: str | None = None, position: int | None = N
     for key in raw:
         if key not in SKILL_KEYS:
             raise SkillFileError(
-                f"unknown key {key!r}{_suggest(str(key), SKILL_KEYS)}; allowed: " + ", ".join(SKILL_KEYS),
+                f"unknown key {key!r}{did_you_mean(str(key), SKILL_KEYS)}; allowed: " + ", ".join(SKILL_KEYS),
                 source=source, skill=name)
     requires = _check_counts(raw.get("requires"), "requires", name, source)
     consumes = _check_counts(raw.get("consumes"), "consumes", name, source)
@@ -168,7 +155,7 @@ def parse_skills(data: Any, *, source: str | None = None) -> list[SkillSpec]:
     for key in data:
         if key not in TOP_KEYS:
             raise SkillFileError(
-                f"unknown top-level key {key!r}{_suggest(str(key), TOP_KEYS)}; allowed: " + ", ".join(TOP_KEYS),
+                f"unknown top-level key {key!r}{did_you_mean(str(key), TOP_KEYS)}; allowed: " + ", ".join(TOP_KEYS),
                 source=source)
     raw_skills = data.get("skills")
     if not isinstance(raw_skills, list) or not raw_skills:
@@ -253,104 +240,3 @@ def load_skill_doc(path: str | Path) -> tuple[list[SkillSpec], dict[str, Any]]:
     return specs, defaults
 
 
-def needs(spec: SkillSpec) -> dict[str, int]:
-    """What must be in hand before one run: requirements, raised to cover what it consumes."""
-    out = dict(spec.requires)
-    for key, amount in spec.consumes.items():
-        out[key] = max(out.get(key, 0), amount)
-    return out
-
-
-def providers(specs: Iterable[SkillSpec]) -> dict[str, list[str]]:
-    """key → skills gaining it, in file order (the first is the default provider)."""
-    out: dict[str, list[str]] = {}
-    for spec in specs:
-        for key in spec.gains:
-            out.setdefault(key, []).append(spec.name)
-    return out
-
-
-def provider_for(spec: SkillSpec, key: str, by_key: Mapping[str, list[str]]) -> str | None:
-    """The skill that supplies ``key`` to ``spec``: an explicit dependency if one provides it,
-    else the first provider in file order; never ``spec`` itself."""
-    candidates = [p for p in by_key.get(key, []) if p != spec.name]
-    for dep in spec.depends_on:
-        if dep in candidates:
-            return dep
-    return candidates[0] if candidates else None
-
-
-def build_graph(specs: list[SkillSpec], *, source: str | None = None) -> nx.DiGraph:
-    """Edges point from a dependency to its dependant (topological order = training order)."""
-    seen: dict[str, str] = {}
-    for spec in specs:
-        folded = spec.name.casefold()
-        if folded in seen:
-            same = "" if seen[folded] == spec.name else f" (same as {seen[folded]!r} on a case-insensitive store)"
-            raise SkillFileError(f"duplicate skill name{same}; rename one of them", source=source, skill=spec.name)
-        seen[folded] = spec.name
-    by_name = {s.name: s for s in specs}
-    by_key = providers(specs)
-    graph = nx.DiGraph()
-    for spec in specs:
-        graph.add_node(spec.name, spec=spec)
-    for spec in specs:
-        for dep in spec.depends_on:
-            if dep == spec.name:
-                raise SkillFileError("'depends_on' names the skill itself", source=source, skill=spec.name)
-            if dep not in by_name:
-                raise SkillFileError(
-                    f"'depends_on' names unknown skill {dep!r}{_suggest(dep, by_name)}; define it in the file",
-                    source=source, skill=spec.name)
-            graph.add_edge(dep, spec.name, reason="depends_on")
-        for key in needs(spec):
-            provider = provider_for(spec, key, by_key)
-            if provider is None:
-                raise SkillFileError(
-                    f"requires {key!r} but no skill gains it; add a skill with gains: {{{key}: 1}} "
-                    "or remove the requirement", source=source, skill=spec.name)
-            graph.add_edge(provider, spec.name, reason=key)
-    try:
-        cycle = nx.find_cycle(graph)
-    except nx.NetworkXNoCycle:
-        return graph
-    path = " -> ".join([u for u, _ in cycle] + [cycle[0][0]])
-    raise SkillFileError(f"dependency cycle {path}; break it by removing one requirement or depends_on",
-                         source=source, skill=cycle[0][0])
-
-
-def training_order(graph: nx.DiGraph) -> list[str]:
-    """A deterministic topological order (ties broken by name)."""
-    return list(nx.lexicographical_topological_sort(graph))
-
-
-def ancestors(graph: nx.DiGraph, skill: str) -> set[str]:
-    return set(nx.ancestors(graph, skill))
-
-
-def critical_path_lengths(graph: nx.DiGraph, weight: Mapping[str, float] | None = None) -> dict[str, float]:
-    """For each skill, the longest weighted path from it to a sink, itself included.
-
-    A scheduler that starts the ready skill with the largest value first follows critical-path
-    order, which is what keeps the makespan near its lower bound.
-    """
-    w = weight or {}
-    out: dict[str, float] = {}
-    for node in reversed(list(nx.topological_sort(graph))):
-        tail = max((out[s] for s in graph.successors(node)), default=0.0)
-        out[node] = float(w.get(node, 1.0)) + tail
-    return out
-
-
-def critical_path(graph: nx.DiGraph, weight: Mapping[str, float] | None = None) -> list[str]:
-    lengths = critical_path_lengths(graph, weight)
-    if not lengths:
-        return []
-    node = max(sorted(lengths), key=lambda n: lengths[n] if graph.in_degree(n) == 0 else -1)
-    path = [node]
-    while True:
-        succ = sorted(graph.successors(node))
-        if not succ:
-            return path
-        node = max(succ, key=lambda n: lengths[n])
-        path.append(node)

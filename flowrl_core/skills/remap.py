@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from flowrl_core.errors import RemapError
-from flowrl_core.spec import PlanStep
+from flowrl_core.skills.spec import PlanStep
 
 
 @dataclass(frozen=True)

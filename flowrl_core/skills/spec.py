@@ -29,8 +29,8 @@ def _frozen(mapping: Mapping[str, Any] | None) -> Mapping[str, Any]:
 
 @dataclass(frozen=True)
 class SkillSpec:
-    """One validated skill (build it through :func:`flowrl_core.graph.load_skill_file` or
-    :func:`flowrl_core.graph.parse_skills`, which check names, keys and counts)."""
+    """One validated skill (build it through :func:`flowrl_core.skills.parsing.load_skill_file` or
+    :func:`flowrl_core.skills.parsing.parse_skills`, which check names, keys and counts)."""
 
     name: str
     requires: Mapping[str, int] = field(default_factory=dict)

@@ -18,8 +18,8 @@ from collections.abc import Mapping, Sequence
 import networkx as nx
 
 from flowrl_core.errors import SkillFileError
-from flowrl_core.graph import build_graph, needs, provider_for, providers
-from flowrl_core.spec import PlanStep, SkillSpec, is_achievement
+from flowrl_core.skills.graph import build_graph, needs, provider_for, providers
+from flowrl_core.skills.spec import PlanStep, SkillSpec, is_achievement
 
 MAX_PLAN_RUNS = 10_000
 INVENTORY_CAP = 9  # Craftax-Classic's per-item cap; a plan needing more can never be executed
@@ -88,7 +88,7 @@ class _Planner:
                 raise self._fail(f"cannot plan: running {provider!r} does not increase {key!r}")
 
 
-def merge_runs(runs: Sequence[str]) -> list[PlanStep]:
+def group_runs(runs: Sequence[str]) -> list[PlanStep]:
     steps: list[PlanStep] = []
     for name in runs:
         if steps and steps[-1].skill == name:
@@ -105,7 +105,7 @@ def execution_plan(specs: Sequence[SkillSpec], target: str) -> list[PlanStep]:
         raise SkillFileError(f"unknown target skill {target!r}; known: {', '.join(sorted(names))}")
     planner = _Planner(specs, target)
     planner.run(target, ())
-    return merge_runs(planner.runs)
+    return group_runs(planner.runs)
 
 
 def plan_skills(plan: Sequence[PlanStep]) -> list[str]:

@@ -11,8 +11,8 @@ import sys
 
 import numpy as np
 
-from flowrl_core.merge import Proposal, merge_run
-from flowrl_core.store import Store
+from flowrl_core.store.experts import Proposal, merge_proposals
+from flowrl_core.store.objects import Store
 
 
 def proposals(worker: int, n: int, experts: int = 3):
@@ -35,7 +35,7 @@ def main() -> None:
         print(json.dumps(got))
         return
     for run_id, batch in proposals(worker, n):
-        merge_run(store, run_id, batch)
+        merge_proposals(store, run_id, batch)
 
 
 if __name__ == "__main__":

@@ -34,8 +34,8 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from flowrl_core.errors import StoreCorruptError, StoreError
-from flowrl_core.params_io import params_from_bytes, params_to_bytes, sha256
-from flowrl_core.store import Store, check_run_id, now_iso
+from flowrl_core.store.objects import Store, check_run_id, now_iso
+from flowrl_core.store.params import params_from_bytes, params_to_bytes, sha256
 
 Action = Literal["new", "updated", "kept"]
 _RECORD = re.compile(r"^(\d{16})-([A-Za-z0-9][A-Za-z0-9_.-]*)-([0-9a-f]{16})\.json$")
@@ -198,7 +198,7 @@ def merge_one(store: Store, run_id: str, proposal: Proposal) -> Decision:
                     proposal.frames, previous, proposal.frames, version.version_id)
 
 
-def merge_run(store: Store, run_id: str, proposals: Iterable[Proposal]) -> list[Decision]:
+def merge_proposals(store: Store, run_id: str, proposals: Iterable[Proposal]) -> list[Decision]:
     """Merge every expert a run trained; returns one decision per expert, for the UI."""
     proposals = list(proposals)
     for p in proposals:  # validate all before writing any

@@ -1,7 +1,7 @@
 """Plan-routed mixture-of-experts PPO (purejaxrl-style: one jitted update, state in NamedTuples).
 
 Every env walks through the plan: its current plan step selects the expert that acts, the step's
-predicate (:mod:`flowrl_core.trainer.predicates`) gives the reward and says when to move on, and
+predicate (:mod:`flowrl_core.training.predicates`) gives the reward and says when to move on, and
 completing the last step ends the episode as a success.  Each sample remembers the expert that
 acted, so the update routes it through the same expert.
 
@@ -23,7 +23,6 @@ Choices that differ from a single-network PPO, and why:
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import time
 from dataclasses import dataclass
@@ -35,10 +34,23 @@ import numpy as np
 import optax
 from flax import serialization
 
-from flowrl_core.envs.base import Env, ResetBank, make_reset_bank, refresh_bank, reset_done
-from flowrl_core.spec import PlanStep, SkillSpec
-from flowrl_core.trainer.moe import MoEActorCritic, get_expert, init_moe_params, num_experts, set_expert
-from flowrl_core.trainer.predicates import CompiledPlan, compile_plan
+from flowrl_core.envs.base import (
+    Env,
+    ResetBank,
+    make_reset_bank,
+    refresh_bank,
+    reset_done,
+)
+from flowrl_core.skills.spec import PlanStep, SkillSpec
+from flowrl_core.training.config import PPOConfig
+from flowrl_core.training.moe import (
+    MoEActorCritic,
+    get_expert,
+    init_moe_params,
+    num_experts,
+    set_expert,
+)
+from flowrl_core.training.predicates import CompiledPlan, compile_plan
 
 PyTree = Any
 CHECKPOINT_FORMAT = "flowrl-ppo-v1"
@@ -47,79 +59,8 @@ CHECKPOINT_FORMAT = "flowrl-ppo-v1"
 # --------------------------------------------------------------------------- configuration
 
 
-@dataclass(frozen=True)
-class PPOConfig:
-    """PPO hyper-parameters; the defaults are the reference (Craftax-scale, GPU) settings."""
-
-    num_envs: int = 1024
-    num_steps: int = 64  # rollout length per update
-    total_timesteps: int = 10_000_000  # frames; num_updates = total // (num_envs * num_steps)
-    lr: float = 2e-4
-    anneal_lr: bool = True  # linear decay to 0 over the run's minibatch steps
-    update_epochs: int = 4
-    num_minibatches: int = 8
-    gamma: float = 0.99
-    gae_lambda: float = 0.95
-    clip_eps: float = 0.2
-    ent_coef: float = 0.01
-    vf_coef: float = 0.5
-    max_grad_norm: float = 1.0  # per expert
-    width: int = 512  # hidden units per layer, actor and critic alike
-    depth: int = 3  # hidden layers
-    seed: int = 0
-    checkpoint_every: int = 50  # updates between checkpoints (0: only at the end)
-    success_threshold: float | None = None  # stop once two updates in a row reach it (after one horizon)
-    early_stop_min_episodes: int = 32  # ...over at least this many finished episodes
-    updates_per_call: int = 1  # updates fused into one jitted call (metrics still per update)
-    reset_bank_size: int | None = None  # None: 2 * num_envs start states
-    bank_refresh: int | None = None  # start states regenerated per update; None: num_envs // 4
-    shaping: float = 0.1  # per item of progress toward a step's gains (see predicates)
-    completion_reward: float = 1.0  # per completed plan step
-    block_size: int | None = None  # MoE dispatch block; None: moe.default_block_size
-
-    def __post_init__(self) -> None:
-        for name in ("num_envs", "num_steps", "update_epochs", "num_minibatches", "width", "depth",
-                     "updates_per_call"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"PPOConfig.{name} must be a positive int, got {value!r}")
-        if (self.num_envs * self.num_steps) % self.num_minibatches:
-            raise ValueError(f"num_envs * num_steps = {self.num_envs * self.num_steps} is not divisible by "
-                             f"num_minibatches = {self.num_minibatches}")
-        if self.checkpoint_every < 0:
-            raise ValueError("PPOConfig.checkpoint_every must be >= 0")
-        if self.success_threshold is not None and not 0.0 < self.success_threshold <= 1.0:
-            raise ValueError("PPOConfig.success_threshold must be in (0, 1] or None")
-
-    @property
-    def batch_size(self) -> int:
-        return self.num_envs * self.num_steps
-
-    @property
-    def minibatch_size(self) -> int:
-        return self.batch_size // self.num_minibatches
-
-    @property
-    def num_updates(self) -> int:
-        return int(self.total_timesteps) // self.batch_size
-
-    @classmethod
-    def cpu_profile(cls, **overrides: Any) -> "PPOConfig":
-        """Sized for a 2-core CPU: 64 envs x 32 steps, 3 x 128 networks, 1M frames."""
-        base = dict(num_envs=64, num_steps=32, total_timesteps=1_000_000, lr=1e-3, num_minibatches=4,
-                    width=128, depth=3, checkpoint_every=25)
-        return cls(**{**base, **overrides})
-
-    @classmethod
-    def tiny_profile(cls, **overrides: Any) -> "PPOConfig":
-        """Smoke tests: 16 envs x 16 steps, 2 x 32 networks, a few updates."""
-        base = dict(num_envs=16, num_steps=16, total_timesteps=16 * 16 * 4, lr=1e-3, update_epochs=2,
-                    num_minibatches=2, width=32, depth=2, checkpoint_every=2)
-        return cls(**{**base, **overrides})
-
-
 class CheckpointIO(Protocol):
-    """Where checkpoints go (e.g. :class:`flowrl_core.store.RunStore`)."""
+    """Where checkpoints go (e.g. :class:`flowrl_core.store.runs.RunStore`)."""
 
     def save(self, update: int, data: bytes) -> None: ...
 
@@ -485,7 +426,7 @@ def train(env: Env, env_params: PyTree, plan: Sequence[PlanStep], specs: Mapping
     """Train the plan's experts as one MoE; resume from ``checkpoint_io`` if it holds a checkpoint.
 
     ``expert_of_skill`` maps every plan skill to a local expert in 0..K-1 (K = distinct values);
-    ``init_params`` seeds local experts with :func:`~flowrl_core.trainer.moe.get_expert` subtrees
+    ``init_params`` seeds local experts with :func:`~flowrl_core.training.moe.get_expert` subtrees
     (ignored when resuming: the checkpoint has the trained ones).
     """
     k = _num_local_experts(expert_of_skill, plan)
@@ -559,19 +500,5 @@ def train(env: Env, env_params: PyTree, plan: Sequence[PlanStep], specs: Mapping
 
 
 def extract_experts(params: PyTree) -> dict[int, PyTree]:
-    """Local index -> K-independent expert subtree (see :func:`~flowrl_core.trainer.moe.get_expert`)."""
+    """Local index -> K-independent expert subtree (see :func:`~flowrl_core.training.moe.get_expert`)."""
     return {i: jax.device_get(get_expert(params, i)) for i in range(num_experts(params))}
-
-
-def config_from_dict(d: Mapping[str, Any]) -> PPOConfig:
-    """A PPOConfig from a JSON dict, ignoring nothing silently (unknown keys raise)."""
-    fields = {f.name for f in dataclasses.fields(PPOConfig)}
-    unknown = set(d) - fields
-    if unknown:
-        raise ValueError(f"unknown PPOConfig settings: {sorted(unknown)}")
-    return PPOConfig(**d)
-
-
-__all__ = ["PPOConfig", "CheckpointIO", "TrainState", "TrainResult", "Transition", "Count", "compute_gae",
-           "clip_by_expert_norm", "make_optimizer", "ppo_loss", "make_update_fn", "init_state", "train",
-           "extract_experts", "state_to_bytes", "state_from_bytes", "config_from_dict"]

@@ -29,21 +29,28 @@ import re
 import threading
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 from fsspec.implementations.memory import MemoryFileSystem
 
-from flowrl_core.errors import SkillFileError, StoreCorruptError, StoreError, StoreNotFoundError
-from flowrl_core.graph import check_name, parse_skill
-from flowrl_core.spec import SkillSpec
+from flowrl_core.defaults import DEFAULT_STORE
+from flowrl_core.errors import (
+    SkillFileError,
+    StoreCorruptError,
+    StoreError,
+    StoreNotFoundError,
+)
+from flowrl_core.skills.parsing import check_name, parse_skill
+from flowrl_core.skills.spec import SkillSpec
+
+if TYPE_CHECKING:
+    from flowrl_core.store.runs import RunStore
 
 FORMAT = "flowrl-store"
 FORMAT_VERSION = 1
-DEFAULT_STORE = "./flowrl-store"
 _PART = re.compile(r"^[^/\\\x00-\x1f\x7f]{1,120}$")
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,119}$")
 _SLOT = re.compile(r"^(\d{6,})\.json$")
@@ -183,15 +190,9 @@ class Store:
                 return False
             finally:
                 os.unlink(tmp)
-        if getattr(self.fs, "protocol", None) == ("faulty",):  # fault drills: a local disk underneath
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            try:
-                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
-                return False
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            return True
+        backend = getattr(self.fs, "create_exclusive", None)  # a backend that knows how to do it itself
+        if callable(backend):
+            return bool(backend(path, data))
         if isinstance(self.fs, MemoryFileSystem):
             with _MEMORY_LOCK:
                 if self.fs.exists(path):
@@ -310,70 +311,9 @@ class Store:
 
     # ----------------------------------------------------------------- runs
     def run(self, run_id: str) -> "RunStore":
+        from flowrl_core.store.runs import RunStore
+
         return RunStore(self, check_run_id(run_id))
 
     def run_ids(self) -> list[str]:
         return self.list("runs")
-
-
-@dataclass
-class RunStore:
-    """One training run's folder: checkpoints (resume), metrics, remap and result."""
-
-    store: Store
-    run_id: str
-    keep_checkpoints: int = 2
-
-    def parts(self, *rest: str) -> tuple[str, ...]:
-        return ("runs", self.run_id, *rest)
-
-    # CheckpointIO protocol used by the trainer -------------------------------------------
-    def save(self, update: int, data: bytes) -> None:
-        if isinstance(update, bool) or not isinstance(update, int) or update < 0:
-            raise StoreError(f"run {self.run_id}: checkpoint update must be a non-negative int, got {update!r}")
-        self.store.write_bytes(self.parts("checkpoints", f"{update:09d}.msgpack"), data)
-        for old in self.checkpoints()[:-self.keep_checkpoints]:
-            self.store.delete(self.parts("checkpoints", old))
-
-    def checkpoints(self) -> list[str]:
-        return [n for n in self.store.list(self.parts("checkpoints")) if re.match(r"^\d{9}\.msgpack$", n)]
-
-    def load_latest(self) -> bytes | None:
-        names = self.checkpoints()
-        return self.store.read_bytes(self.parts("checkpoints", names[-1])) if names else None
-
-    def latest_checkpoint_path(self) -> str | None:
-        names = self.checkpoints()
-        return self.store.path(*self.parts("checkpoints", names[-1])) if names else None
-
-    # metrics, documents ---------------------------------------------------------------------
-    def write_metrics(self, rows: list[dict[str, Any]]) -> None:
-        """Rewrite the whole JSON-lines file: appends do not exist on object stores."""
-        body = "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows)
-        self.store.write_bytes(self.parts("metrics.jsonl"), body.encode())
-
-    def read_metrics(self) -> list[dict[str, Any]]:
-        if not self.store.exists(self.parts("metrics.jsonl")):
-            return []
-        raw = self.store.read_bytes(self.parts("metrics.jsonl")).decode("utf-8", errors="replace")
-        rows = []
-        for i, line in enumerate(raw.splitlines()):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                raise StoreCorruptError(self.store.path(*self.parts("metrics.jsonl")), f"line {i + 1} is not JSON") from None
-        return rows
-
-    def write_doc(self, name: str, value: Any) -> str:
-        return self.store.write_json(self.parts(name), value)
-
-    def read_doc(self, name: str) -> Any:
-        return self.store.read_json(self.parts(name))
-
-    def has_doc(self, name: str) -> bool:
-        return self.store.exists(self.parts(name))
-
-    def write_artifact(self, name: str, data: bytes) -> str:
-        return self.store.write_bytes(self.parts("artifacts", name), data)

@@ -15,10 +15,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from flowrl_core.envs.base import Env
-from flowrl_core.spec import PlanStep, SkillSpec
-from flowrl_core.trainer.moe import MoEActorCritic
-from flowrl_core.trainer.ppo import PPOConfig
-from flowrl_core.trainer.predicates import compile_plan
+from flowrl_core.skills.spec import PlanStep, SkillSpec
+from flowrl_core.training.config import PPOConfig
+from flowrl_core.training.moe import MoEActorCritic
+from flowrl_core.training.predicates import compile_plan
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""The trainer's process: ``python -m flowrl_core.train_job --store URL --run-id ID``.
+"""The trainer's process: ``python -m flowrl_core.lifecycle.train --store URL --run-id ID``.
 
 Runs in a child process so that a crash, an out-of-memory or a SIGKILL is an ordinary task
 failure the orchestrator retries, and so each child can be pinned to one GPU with
@@ -18,9 +18,12 @@ import time
 from typing import Any
 
 from flowrl_core.errors import FlowRLError
-from flowrl_core.params_io import params_from_bytes, params_to_bytes
-from flowrl_core.skill_run import SkillJob, expert_parts, load_job, read_result
-from flowrl_core.store import RunStore, Store
+from flowrl_core.lifecycle.artifacts import write_artifacts
+from flowrl_core.lifecycle.job import SkillJob, expert_parts, load_job, read_result
+from flowrl_core.plugins import load_plugins
+from flowrl_core.store.objects import Store
+from flowrl_core.store.params import params_to_bytes
+from flowrl_core.store.runs import RunStore
 
 
 class MetricsWriter:
@@ -61,17 +64,16 @@ class CheckpointWithMetrics:
 
 def seed_params(store: Store, job: SkillJob) -> dict[int, Any]:
     """local index → expert params from the versions pinned at setup (missing: random init)."""
-    from flowrl_core.merge import load_params, version_by_id
-
+    from flowrl_core.store.experts import load_params, version_by_id
     return {job.remap.global_to_local[g]: load_params(store, version_by_id(store, vid))
             for g, vid in job.base_versions.items() if vid is not None}
 
 
 def run_job(store: Store, run_id: str, *, echo: bool = True) -> dict[str, Any]:
     from flowrl_core.envs import make_env_and_params
-    from flowrl_core.graph import parse_skill
-    from flowrl_core.trainer.ppo import PPOConfig, extract_experts, train
-
+    from flowrl_core.skills.parsing import parse_skill
+    from flowrl_core.training.config import PPOConfig
+    from flowrl_core.training.ppo import extract_experts, train
     existing = read_result(store, run_id)
     if existing is not None:
         return existing
@@ -104,35 +106,6 @@ def run_job(store: Store, run_id: str, *, echo: bool = True) -> dict[str, Any]:
     return doc
 
 
-def write_artifacts(store: Store, job: SkillJob, env: Any, env_params: Any, specs: dict, config: Any,
-                    params: Any, rows: list[dict[str, Any]]) -> dict[str, str]:
-    """Learning curve (PNG) and, where the env renders, a rollout of the trained policy (GIF).
-
-    Pictures are a convenience: a failure here is reported in the result, never fails the run.
-    """
-    from flowrl_core.plots import frames_to_gif, learning_curve_png
-
-    run = store.run(job.run_id)
-    labels = [f"{p.skill}×{p.count}" if p.count > 1 else p.skill for p in job.plan]
-    out: dict[str, str] = {}
-    try:
-        png = learning_curve_png(rows, title=f"{job.skill} — run {job.run_id}", plan_labels=labels)
-        out["learning_curve"] = run.write_artifact("learning_curve.png", png)
-    except Exception as exc:  # noqa: BLE001
-        out["learning_curve_error"] = f"{type(exc).__name__}: {exc}"
-    if hasattr(env, "render"):
-        try:
-            from flowrl_core.trainer.rollout import rollout
-
-            ro = rollout(env, env_params, job.plan, specs, job.remap.local_of_skill(), config, params,
-                         seed=config.seed)
-            out["rollout"] = run.write_artifact("rollout.gif", frames_to_gif(ro.frames, captions=ro.captions))
-            out["rollout_success"] = str(ro.success)
-        except Exception as exc:  # noqa: BLE001
-            out["rollout_error"] = f"{type(exc).__name__}: {exc}"
-    return out
-
-
 def _configure_jax() -> None:
     import jax
 
@@ -143,12 +116,13 @@ def _configure_jax() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m flowrl_core.train_job")
+    parser = argparse.ArgumentParser(prog="python -m flowrl_core.lifecycle.train")
     parser.add_argument("--store", required=True)
     parser.add_argument("--run-id", required=True)
     parser.add_argument("--storage-options", default="{}", help="JSON dict for fsspec")
     args = parser.parse_args(argv)
     try:
+        load_plugins()
         _configure_jax()
         store = Store(args.store, storage_options=json.loads(args.storage_options), create=False)
         doc = run_job(store, args.run_id)

@@ -9,8 +9,9 @@ fails the first ``fail_times`` writes whose path contains ``fail_pattern``:
 
 The failure count is shared across processes through create-once marker files in
 ``state_dir``, so a trainer child and the orchestrator fail exactly ``fail_times`` writes in
-total.  Registered as an fsspec implementation by flowrl's package metadata; with
-``fail_times=0`` (the default) it is a plain local store.
+total.  Importing this module registers the protocol with fsspec; child processes (the
+trainer) import it through ``FLOWRL_PLUGINS=tests.support.faulty_fs``.  With ``fail_times=0``
+(the default) it is a plain local store.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import os
 import uuid
 from typing import Any
 
+import fsspec
 from fsspec.implementations.local import LocalFileSystem
 from fsspec.spec import AbstractFileSystem
 
@@ -78,6 +80,18 @@ class FaultyFileSystem(AbstractFileSystem):
         if fail:
             raise InjectedFault(f"injected failure after the write landed: {path}")
 
+    def create_exclusive(self, path: str, data: bytes) -> bool:
+        """Create-once write (flowrl's store asks its backend for it): O_EXCL on the disk underneath."""
+        path = self._strip_protocol(path)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        return True
+
     def cat_file(self, path: str, start: int | None = None, end: int | None = None, **kwargs: Any) -> bytes:
         return self.inner.cat_file(self._strip_protocol(path), start=start, end=end)
 
@@ -104,3 +118,6 @@ class FaultyFileSystem(AbstractFileSystem):
 
     def modified(self, path: str) -> Any:
         return self.inner.modified(self._strip_protocol(path))
+
+
+fsspec.register_implementation("faulty", FaultyFileSystem, clobber=True)

@@ -1,0 +1,156 @@
+"""Training configuration: profile → flow overrides → the skill file's ``train:`` map.
+
+Resolved for every skill before anything trains, so a typo in an override fails the flow
+up front instead of one skill an hour in.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from flowrl_core.errors import FlowRLError
+
+PROFILES = ("cpu", "tiny", "default")
+
+
+@dataclass(frozen=True)
+class PPOConfig:
+    """PPO hyper-parameters; the defaults are the reference (Craftax-scale, GPU) settings."""
+
+    num_envs: int = 1024
+    num_steps: int = 64  # rollout length per update
+    total_timesteps: int = 10_000_000  # frames; num_updates = total // (num_envs * num_steps)
+    lr: float = 2e-4
+    anneal_lr: bool = True  # linear decay to 0 over the run's minibatch steps
+    update_epochs: int = 4
+    num_minibatches: int = 8
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip_eps: float = 0.2
+    ent_coef: float = 0.01
+    vf_coef: float = 0.5
+    max_grad_norm: float = 1.0  # per expert
+    width: int = 512  # hidden units per layer, actor and critic alike
+    depth: int = 3  # hidden layers
+    seed: int = 0
+    checkpoint_every: int = 50  # updates between checkpoints (0: only at the end)
+    success_threshold: float | None = None  # stop once two updates in a row reach it (after one horizon)
+    early_stop_min_episodes: int = 32  # ...over at least this many finished episodes
+    updates_per_call: int = 1  # updates fused into one jitted call (metrics still per update)
+    reset_bank_size: int | None = None  # None: 2 * num_envs start states
+    bank_refresh: int | None = None  # start states regenerated per update; None: num_envs // 4
+    shaping: float = 0.1  # per item of progress toward a step's gains (see predicates)
+    completion_reward: float = 1.0  # per completed plan step
+    block_size: int | None = None  # MoE dispatch block; None: moe.default_block_size
+
+    def __post_init__(self) -> None:
+        for name in ("num_envs", "num_steps", "update_epochs", "num_minibatches", "width", "depth",
+                     "updates_per_call"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"PPOConfig.{name} must be a positive int, got {value!r}")
+        if (self.num_envs * self.num_steps) % self.num_minibatches:
+            raise ValueError(f"num_envs * num_steps = {self.num_envs * self.num_steps} is not divisible by "
+                             f"num_minibatches = {self.num_minibatches}")
+        if self.checkpoint_every < 0:
+            raise ValueError("PPOConfig.checkpoint_every must be >= 0")
+        if self.success_threshold is not None and not 0.0 < self.success_threshold <= 1.0:
+            raise ValueError("PPOConfig.success_threshold must be in (0, 1] or None")
+
+    @property
+    def batch_size(self) -> int:
+        return self.num_envs * self.num_steps
+
+    @property
+    def minibatch_size(self) -> int:
+        return self.batch_size // self.num_minibatches
+
+    @property
+    def num_updates(self) -> int:
+        return int(self.total_timesteps) // self.batch_size
+
+    @classmethod
+    def cpu_profile(cls, **overrides: Any) -> "PPOConfig":
+        """Sized for a 2-core CPU: 64 envs x 32 steps, 3 x 128 networks, 1M frames."""
+        base = dict(num_envs=64, num_steps=32, total_timesteps=1_000_000, lr=1e-3, num_minibatches=4,
+                    width=128, depth=3, checkpoint_every=25)
+        return cls(**{**base, **overrides})
+
+    @classmethod
+    def tiny_profile(cls, **overrides: Any) -> "PPOConfig":
+        """Smoke tests: 16 envs x 16 steps, 2 x 32 networks, a few updates."""
+        base = dict(num_envs=16, num_steps=16, total_timesteps=16 * 16 * 4, lr=1e-3, update_epochs=2,
+                    num_minibatches=2, width=32, depth=2, checkpoint_every=2)
+        return cls(**{**base, **overrides})
+
+
+# What a skill file's ``train:`` map may set: every PPOConfig field.
+TRAIN_KEYS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(PPOConfig))
+
+
+class ConfigError(FlowRLError, ValueError):
+    pass
+
+
+def base_config(profile: str) -> PPOConfig:
+    if profile == "cpu":
+        return PPOConfig.cpu_profile()
+    if profile == "tiny":
+        return PPOConfig.tiny_profile()
+    if profile == "default":
+        return PPOConfig()
+    raise ConfigError(f"unknown training profile {profile!r}; choose one of {', '.join(PROFILES)}")
+
+
+def resolve_config(profile: str, overrides: Mapping[str, Any] | None = None,
+                   skill_train: Mapping[str, Any] | None = None, *, skill: str = "") -> dict[str, Any]:
+    """JSON-ready config dict for one skill (later layers win)."""
+    config = base_config(profile)
+    fields = {f.name for f in dataclasses.fields(config)}
+    merged: dict[str, Any] = {}
+    for layer_name, layer in (("overrides", overrides or {}), ("train", skill_train or {})):
+        for key, value in layer.items():
+            if key not in fields:
+                import difflib
+
+                close = difflib.get_close_matches(key, sorted(fields), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ConfigError(f"{_who(skill)}unknown training setting {key!r} in {layer_name}{hint}")
+            merged[key] = value
+    types = {f.name: str(f.type) for f in dataclasses.fields(config)}
+    for key, value in merged.items():
+        _check_type(key, value, types[key], skill)
+    try:
+        config = dataclasses.replace(config, **merged)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{_who(skill)}invalid training settings {merged}: {exc}") from None
+    out = dataclasses.asdict(config)
+    if int(out["total_timesteps"]) <= 0:
+        raise ConfigError(f"{_who(skill)}total_timesteps must be positive")
+    return out
+
+
+def _who(skill: str) -> str:
+    return f"skill {skill!r}: " if skill else ""
+
+
+def _check_type(key: str, value: Any, annotation: str, skill: str) -> None:
+    """Catch ``lr: fast`` now rather than as a TypeError inside a jitted update an hour later."""
+    optional = "None" in annotation
+    if value is None:
+        if optional:
+            return
+        raise ConfigError(f"{_who(skill)}training setting {key!r} cannot be null")
+    if annotation.startswith("bool"):
+        ok = isinstance(value, bool)
+    elif annotation.startswith("int"):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif annotation.startswith("float"):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    else:
+        ok = True
+    if not ok:
+        raise ConfigError(f"{_who(skill)}training setting {key!r} must be {annotation}, got {value!r}")
