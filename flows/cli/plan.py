@@ -1,0 +1,54 @@
+"""``flowrl plan``: validate a skill file and explain the DAG without training or writing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+from rich.tree import Tree
+
+from flows.cli.app import app, out
+
+
+def _plan_steps(plan) -> str:
+    return " → ".join(f"{s.skill}×{s.count}" if s.count > 1 else s.skill for s in plan)
+
+
+@app.command()
+def plan(
+    skills_file: Path = typer.Argument(..., help="Skill file (.yaml, .yml or .json)."),
+    store: Optional[str] = typer.Option(None, help="Read expert indices from this store (read-only)."),
+) -> None:
+    """Validate a skill file and show the graph, order, execution plans and expert remaps."""
+    from flowrl_core.reporting.plan_view import overview
+    from flowrl_core.skills.parsing import load_skill_file
+    from flowrl_core.store.objects import Store
+    specs = load_skill_file(skills_file)
+    existing = Store(store, create=False).expert_indices() if store else {}
+    view = overview(specs, existing)
+
+    out.print(f"[bold]{skills_file}[/]: {len(specs)} skills, {view.graph.number_of_edges()} dependencies — valid")
+    tree = Tree("[bold]dependency graph[/] (skill ← what it needs)")
+    for name in view.order:
+        deps = view.skills[name].depends_on
+        node = tree.add(f"[cyan]{name}[/]")
+        for dep in deps:
+            reason = view.graph.edges[dep, name].get("reason", "")
+            node.add(f"{dep} [dim]({reason})[/]")
+    out.print(tree)
+    out.print(f"[bold]training order:[/] {' → '.join(view.order)}")
+    out.print(f"[bold]critical path:[/] {' → '.join(view.critical_path)} ({len(view.critical_path)} skills)")
+
+    table = Table(title="execution plans and expert remaps", show_lines=False)
+    for col in ("skill", "expert", "execution plan", "MoE experts (global→local)"):
+        table.add_column(col)
+    for name in view.order:
+        s = view.skills[name]
+        idx = f"{s.index}" + (" [dim](new)[/]" if s.index_is_new else "")
+        remap = ", ".join(f"{g}→{l} {s.remap.skill_of_global[g]}" for g, l in s.remap.global_to_local.items())
+        table.add_row(name, idx, _plan_steps(s.plan), remap)
+    out.print(table)
+
+
