@@ -55,3 +55,7 @@ class StoreCorruptError(StoreError):
 
 class StoreNotFoundError(StoreError, FileNotFoundError):
     """An object the caller relies on is absent; the message names its path."""
+
+
+class UnreachableError(FlowRLError):
+    """Infrastructure the command needs (a Prefect API, an object store) cannot be reached."""

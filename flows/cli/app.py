@@ -1,19 +1,33 @@
 """The ``flowrl`` command line.
 
-Every user error (a bad skill file, a bad store URL, ...) is one line on stderr and a
-non-zero exit code; tracebacks are for bugs only (set ``FLOWRL_DEBUG=1`` to see them anyway).
-Prefect is imported only by the commands that run flows, so ``flowrl plan`` stays instant.
+Every command exits with one of :class:`ExitCode`, so a CI job can tell "the training failed"
+from "the command was wrong" from "the server was down".  Every user error (a bad skill file, a
+bad store URL, ...) is one line on stderr; tracebacks are for bugs only (set ``FLOWRL_DEBUG=1``
+to see them anyway).  Prefect is imported only by the commands that run flows, so ``flowrl plan``
+stays instant.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from enum import IntEnum
 
 import typer
 from rich.console import Console
 
-from flowrl_core.errors import FlowRLError
+from flowrl_core.errors import FlowRLError, UnreachableError
+
+
+class ExitCode(IntEnum):
+    """What a ``flowrl`` exit status means (the README's table)."""
+
+    OK = 0  # the work ran and succeeded
+    FAILED = 1  # the work ran and failed: a skill did not train, a triggered run ended Failed/Crashed
+    BAD_INPUT = 2  # refused before anything ran: bad file, setting, store, name or usage
+    UNREACHABLE = 3  # infrastructure could not be reached: no Prefect API, store unreachable
+    INTERNAL = 4  # a bug in flowrl (the message says how to get the traceback)
+    INTERRUPTED = 130  # Ctrl-C
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train a library of RL skills as a Prefect DAG.")
@@ -26,7 +40,7 @@ def _root() -> None:
     """Train a library of RL skills as a Prefect DAG."""
 
 
-def fail(message: str, code: int = 2) -> None:
+def fail(message: str, code: int = ExitCode.BAD_INPUT) -> None:
     err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
@@ -48,30 +62,43 @@ def _parse_settings(items: list[str]) -> dict:
 
 
 def main() -> None:
-    """Console-script entry point: user errors become one line and exit code 2."""
+    """Console-script entry point: every outcome becomes one :class:`ExitCode`."""
     # Prefect's ephemeral API gives its first start (migrations on a fresh machine) 20 s, which a
     # loaded laptop or CI box can miss; telemetry only adds "database is locked" noise locally.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    sys.exit(run_app())
+
+
+def run_app(args: list[str] | None = None) -> int:
+    """Run the app and map whatever ends it to an :class:`ExitCode` (no sys.exit: testable)."""
     try:
-        app(standalone_mode=False)
+        # standalone_mode=False makes click *return* the code of a typer.Exit instead of exiting
+        # with it; dropping that return value is how every failing command used to exit 0.
+        code = app(args=args, standalone_mode=False)
+        return int(code) if isinstance(code, int) else ExitCode.OK
+    except UnreachableError as exc:
+        if os.environ.get("FLOWRL_DEBUG"):
+            raise
+        err.print(f"[bold red]unreachable:[/] {exc}", highlight=False, soft_wrap=True)
+        return ExitCode.UNREACHABLE
     except FlowRLError as exc:
         if os.environ.get("FLOWRL_DEBUG"):
             raise
         err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(2)
+        return ExitCode.BAD_INPUT
     except typer.Exit as exc:
-        sys.exit(exc.exit_code)
+        return int(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):
-        err.print("aborted")
-        sys.exit(130)
+        err.print("interrupted")
+        return ExitCode.INTERRUPTED
     except Exception as exc:  # usage errors carry show()/exit_code (click or typer's fork of it)
         if hasattr(exc, "show") and hasattr(exc, "exit_code"):
             exc.show()
-            sys.exit(exc.exit_code)
+            return ExitCode.BAD_INPUT if int(exc.exit_code) else ExitCode.OK
         if os.environ.get("FLOWRL_DEBUG"):
             raise
-        err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc} (set FLOWRL_DEBUG=1 for the traceback)",
-                  highlight=False, soft_wrap=True)
-        sys.exit(1)
+        err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {str(exc)[:300]} "
+                  "(set FLOWRL_DEBUG=1 for the traceback)", highlight=False, soft_wrap=True)
+        return ExitCode.INTERNAL
 
