@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from flowrl_core import plots
+from flowrl_core.reporting import plots
 from flowrl_core.skills.graph import build_graph, critical_path
 from flowrl_core.skills.parsing import parse_skills
 

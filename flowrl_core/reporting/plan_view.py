@@ -11,12 +11,11 @@ from dataclasses import dataclass
 import networkx as nx
 
 from flowrl_core.skills.graph import (
-    build_graph,
     critical_path,
     critical_path_lengths,
     training_order,
 )
-from flowrl_core.skills.plan import execution_plan
+from flowrl_core.skills.plan import Planner
 from flowrl_core.skills.remap import Remap, remap_for_plan
 from flowrl_core.skills.spec import PlanStep, SkillSpec
 
@@ -52,14 +51,15 @@ def proposed_indices(order: Sequence[str], existing: Mapping[str, int]) -> dict[
 
 
 def overview(specs: Sequence[SkillSpec], existing_indices: Mapping[str, int] | None = None) -> GraphOverview:
-    graph = build_graph(list(specs))
+    planner = Planner(specs)
+    graph = planner.graph
     order = training_order(graph)
     indices = proposed_indices(order, existing_indices or {})
     flat = {name: idx for name, (idx, _) in indices.items()}
     lengths = critical_path_lengths(graph)
     skills = {}
     for name in order:
-        plan = execution_plan(specs, name)
+        plan = planner.plan(name)
         skills[name] = SkillOverview(
             name=name, depends_on=sorted(graph.predecessors(name)), plan=plan, index=indices[name][0],
             index_is_new=indices[name][1], remap=remap_for_plan(name, plan, flat),

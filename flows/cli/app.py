@@ -45,15 +45,17 @@ def fail(message: str, code: int = ExitCode.BAD_INPUT) -> None:
     raise typer.Exit(code)
 
 
-def _parse_settings(items: list[str]) -> dict:
+def _parse_settings(items: list[str], flag: str = "--set") -> dict:
     """``--set lr=3e-4 --set num_envs=64`` → typed dict (JSON values, else strings)."""
     import json
+
+    from flowrl_core.errors import short
 
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
-        if not sep or not key:
-            fail(f"--set expects KEY=VALUE, got {item!r}")
+        if not sep or not key.strip():
+            fail(f"{flag} expects KEY=VALUE, got {short(item)}")
         try:
             out[key.strip()] = json.loads(value)
         except ValueError:
@@ -67,7 +69,39 @@ def main() -> None:
     # loaded laptop or CI box can miss; telemetry only adds "database is locked" noise locally.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    import signal
+
+    def _terminate(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM (a CI runner cancelling the job) stops like Ctrl-C
+
+    signal.signal(signal.SIGTERM, _terminate)
     sys.exit(run_app())
+
+
+def _stop_children() -> None:
+    """Stop the trainers this command started and let their runs' leases go, so the next command
+    resumes them at once (a Ctrl-C in a terminal reaches them anyway; a signal to this process
+    alone, as a CI runner sends, would leave them training unwatched)."""
+    import psutil
+
+    from flowrl_core.store import leases
+
+    try:
+        children = psutil.Process().children(recursive=True)
+    except psutil.Error:
+        children = []
+    for child in children:
+        try:
+            child.terminate()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(children, timeout=10)
+    for child in children:
+        try:
+            child.kill()
+        except psutil.Error:
+            pass
+    leases.release_all()
 
 
 def run_app(args: list[str] | None = None) -> int:
@@ -90,7 +124,8 @@ def run_app(args: list[str] | None = None) -> int:
     except typer.Exit as exc:
         return int(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):
-        err.print("interrupted")
+        _stop_children()
+        err.print("interrupted: trainings stopped; rerun the same command to resume them")
         return ExitCode.INTERRUPTED
     except Exception as exc:  # usage errors carry show()/exit_code (click or typer's fork of it)
         if hasattr(exc, "show") and hasattr(exc, "exit_code"):
