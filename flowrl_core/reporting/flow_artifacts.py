@@ -19,6 +19,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import PurePath
 from typing import Any
 
 import networkx as nx
@@ -96,6 +97,14 @@ class FlowArtifacts:
 # --------------------------------------------------------------------------- formatting
 
 
+def run_key(label: str) -> str:
+    """The key prefix of a run's artifacts: the skill file's name without folder or suffix, so
+    every run of one file updates the same keys (Prefect keeps each key's history)."""
+    name = PurePath(str(label)).name
+    stem = name.rsplit(".", 1)[0] if name.lower().endswith((".yaml", ".yml", ".json")) else name
+    return artifact_key(stem or str(label))
+
+
 def artifact_key(text: str) -> str:
     """Prefect artifact keys: lowercase letters, digits and dashes."""
     return re.sub(r"-+", "-", "".join(c if c.isalnum() else "-" for c in text.lower())).strip("-")[:60] or "flowrl"
@@ -166,10 +175,10 @@ def results_rows(outcomes: Sequence[SkillOutcome], links: Mapping[tuple[str, str
         if o.error:
             note = short(o.error)
         elif o.decisions:
-            note = f"{len(o.decisions)} merge decision(s)"
+            note = f"{len(o.decisions)} merge decision" + ("s" if len(o.decisions) > 1 else "")
         else:
             note = ""
-        if note and (len(o.error) > NOTE_CHARS or o.decisions):
+        if len(o.error) > NOTE_CHARS:
             note += " (see details)"
         rows.append({
             "skill": o.skill, "expert": "—" if o.expert is None else str(o.expert), "status": o.status,
@@ -242,7 +251,7 @@ def picture_links(store: Store, outcomes: Iterable[SkillOutcome], *,
 def dag_picture_parts(key: str, stamp: str) -> tuple[str, str]:
     """Where a run's DAG picture goes in the store (one per flow run; the stamp orders them)."""
     safe = re.sub(r"[^0-9A-Za-z]", "", stamp)
-    return ("graphs", f"{safe}-{artifact_key(key)}-dag.png")
+    return ("graphs", f"{safe}-{run_key(key)}-dag.png")
 
 
 def flow_artifacts(store: Store, label: str, graph: nx.DiGraph, order: Sequence[str], critical: Sequence[str],
@@ -253,7 +262,7 @@ def flow_artifacts(store: Store, label: str, graph: nx.DiGraph, order: Sequence[
     ``label`` names the run (the skill file); ``dag_picture`` is the store path the DAG PNG was
     written to (None if drawing it failed: the table still shows the DAG).
     """
-    key = artifact_key(label)
+    key = run_key(label)
     env = dict(environ) if environ is not None else None
     links = picture_links(store, outcomes, environ=env)
     dag_link = object_url(store, dag_picture, environ=env) if dag_picture else None

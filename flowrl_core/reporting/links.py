@@ -71,7 +71,7 @@ def object_url(store: Store, path: str, *, expires_s: int = MAX_PRESIGN_S,
     if store.local:
         base = serve_base_url(environ)
         return ObjectLink(rel, served_url(base, rel), "flowrl serve",
-                          f"loads while `flowrl serve {store.url}` runs ({SERVE_URL_ENV}={base})")
+                          f"served by `flowrl serve {store.url}` at {base} (set {SERVE_URL_ENV} to change)")
     proto = _protocol(store)
     if proto == "memory":
         return ObjectLink(rel, None, "none", f"{store.url} lives in one process's memory; no browser can load it")
