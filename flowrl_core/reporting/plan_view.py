@@ -66,3 +66,27 @@ def overview(specs: Sequence[SkillSpec], existing_indices: Mapping[str, int] | N
             remaining_path=lengths[name],
         )
     return GraphOverview(graph=graph, order=order, critical_path=critical_path(graph), skills=skills)
+
+
+PLAN_SCHEMA = "flowrl.plan/1"
+
+
+def plan_document(view: GraphOverview, source: str) -> dict:
+    """``flowrl plan --json``: the same facts as the printed plan (README "Commands" has the schema)."""
+    return {
+        "schema": PLAN_SCHEMA, "source": source,
+        "graph": {
+            "skills": list(view.order),
+            "edges": [{"from": u, "to": v, "reason": view.graph.edges[u, v].get("reason", "")}
+                      for u, v in sorted(view.graph.edges)],
+        },
+        "order": list(view.order),
+        "critical_path": list(view.critical_path),
+        "skills": [{
+            "name": name, "depends_on": list(s.depends_on), "expert": s.index, "expert_is_new": s.index_is_new,
+            "plan": [{"skill": p.skill, "count": p.count} for p in s.plan],
+            "remap": [{"global": int(g), "local": int(loc), "skill": s.remap.skill_of_global[g]}
+                      for g, loc in s.remap.global_to_local.items()],
+            "remaining_path": s.remaining_path,
+        } for name, s in ((n, view.skills[n]) for n in view.order)],
+    }

@@ -11,6 +11,9 @@ from flowrl_core.store.objects import Store
 from flowrl_core.store.runs import RunRecord, RunState, skill_runs
 
 
+STATUS_SCHEMA = "flowrl.status/1"
+
+
 @dataclass(frozen=True)
 class SkillState:
     name: str
@@ -39,7 +42,8 @@ class StoreStatus:
         return next(s for s in self.skills if s.name == name)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"store": self.store, "skills": [s.to_dict() for s in self.skills]}
+        """``flowrl status --json``: one object, skills as a list (README "Commands" has the schema)."""
+        return {"schema": STATUS_SCHEMA, "store": self.store, "skills": [s.to_dict() for s in self.skills]}
 
 
 def _state(runs: dict[str, RunRecord], has_version: bool) -> tuple[str, str]:

@@ -30,14 +30,51 @@ class ExitCode(IntEnum):
     INTERRUPTED = 130  # Ctrl-C
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  context_settings={"help_option_names": ["-h", "--help"]},  # inherited by every command
                   help="Train a library of RL skills as a Prefect DAG.")
-out = Console()
-err = Console(stderr=True)
+
+
+def _console(stderr: bool = False) -> Console:
+    """A terminal gets rich's usual fit-to-width output; a pipe or file gets no width limit, so
+    ``flowrl status | cat`` or a CI log never cuts a skill name (COLUMNS still wins when set)."""
+    stream = sys.stderr if stderr else sys.stdout
+    wide = not stream.isatty() and not os.environ.get("COLUMNS")
+    return Console(stderr=stderr, width=100_000 if wide else None)
+
+
+out = _console()
+err = _console(stderr=True)
+
+
+def _version(value: bool) -> None:
+    if not value:
+        return
+    from importlib.metadata import PackageNotFoundError, version
+
+    def v(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+
+    print(f"flowrl {v('flowrl')} (prefect {v('prefect')}, jax {v('jax')}, python {sys.version.split()[0]})")
+    raise typer.Exit(ExitCode.OK)
 
 
 @app.callback()
-def _root() -> None:
+def _root(
+    version: bool = typer.Option(False, "--version", "-V", callback=_version, is_eager=True,
+                                 help="Print flowrl's version (and Prefect's, JAX's) and exit."),
+) -> None:
     """Train a library of RL skills as a Prefect DAG."""
+
+
+def print_json(document: object) -> None:
+    """Machine-readable output: plain JSON on stdout, nothing else (no colour, no wrapping)."""
+    import json
+
+    sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
 
 
 def fail(message: str, code: int = ExitCode.BAD_INPUT) -> None:

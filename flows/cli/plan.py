@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 from rich.tree import Tree
 
-from flows.cli.app import app, out
+from flows.cli.app import app, out, print_json
 
 
 def _plan_steps(plan) -> str:
@@ -20,14 +20,18 @@ def _plan_steps(plan) -> str:
 def plan(
     skills_file: Path = typer.Argument(..., help="Skill file (.yaml, .yml or .json)."),
     store: Optional[str] = typer.Option(None, help="Read expert indices from this store (read-only)."),
+    json_: bool = typer.Option(False, "--json", help="One JSON object on stdout (schema flowrl.plan/1, see README)."),
 ) -> None:
     """Validate a skill file and show the graph, order, execution plans and expert remaps."""
-    from flowrl_core.reporting.plan_view import overview
+    from flowrl_core.reporting.plan_view import overview, plan_document
     from flowrl_core.skills.parsing import load_skill_file
     from flowrl_core.store.objects import Store
     specs = load_skill_file(skills_file)
     existing = Store(store, create=False).expert_indices() if store else {}
     view = overview(specs, existing)
+    if json_:
+        print_json(plan_document(view, str(skills_file)))
+        return
 
     out.print(f"[bold]{skills_file}[/]: {len(specs)} skills, {view.graph.number_of_edges()} dependencies — valid")
     tree = Tree("[bold]dependency graph[/] (skill ← what it needs)")

@@ -8,15 +8,21 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from flows.cli.app import app, out
+from flows.cli.app import app, out, print_json
 
 
 @app.command()
-def status(store: str = typer.Argument("./flowrl-store", help="Store URL.")) -> None:
+def status(
+    store: str = typer.Argument("./flowrl-store", help="Store URL."),
+    json_: bool = typer.Option(False, "--json", help="One JSON object on stdout (schema flowrl.status/1, see README)."),
+) -> None:
     """Skills, experts, versions, frames and the latest success rate in a store."""
     from flowrl_core.reporting.status import summarize_store
     from flowrl_core.store.objects import Store
     summary = summarize_store(Store(store, create=False))
+    if json_:
+        print_json(summary.to_dict())
+        return
     table = Table(title=f"store {summary.store}")
     for col in ("skill", "expert", "state", "frames", "version", "trained", "runs", "success"):
         table.add_column(col, overflow="fold")
