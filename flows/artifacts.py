@@ -15,20 +15,3 @@ def publish(artifacts: FlowArtifacts) -> None:
     create_markdown_artifact(key=artifacts.dag.key, markdown=artifacts.dag.markdown, description=artifacts.dag.description)
     for image in artifacts.images:
         create_image_artifact(image_url=image.url, key=image.key, description=image.description)
-
-
-def publish_to_run(artifacts: FlowArtifacts, flow_run_id: str) -> None:
-    """The same artifacts attached to a finished flow run from outside it (a CLI, a check script)."""
-    import json
-
-    from prefect import get_client
-    from prefect.client.schemas.actions import ArtifactCreate
-
-    items = [(artifacts.table.key, "table", json.dumps(artifacts.table.rows), artifacts.table.description),
-             (artifacts.details.key, "markdown", artifacts.details.markdown, artifacts.details.description),
-             (artifacts.dag.key, "markdown", artifacts.dag.markdown, artifacts.dag.description)]
-    items += [(i.key, "image", i.url, i.description) for i in artifacts.images]
-    with get_client(sync_client=True) as client:
-        for key, kind, data, description in items:
-            client.create_artifact(ArtifactCreate(key=key, type=kind, data=data, description=description,
-                                                  flow_run_id=flow_run_id))

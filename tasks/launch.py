@@ -135,10 +135,13 @@ def run_on_pool(ctx: RunContext, skill: str, run_id: str, *, attempt: int, log: 
     from prefect.deployments import run_deployment
     from prefect.states import Crashed
 
+    from deployments.commit import child_job_variables
+
     started = time.time()
     params = {"store": ctx.store.url, "run_id": run_id, "storage_options": dict(ctx.store.storage_options)}
     flow_run = run_deployment(ctx.launch.deployment, parameters=params, timeout=0, as_subflow=True,
-                              flow_run_name=f"{skill} ({run_id}, try {attempt})")
+                              flow_run_name=f"{skill} ({run_id}, try {attempt})",
+                              job_variables=child_job_variables())  # the same commit as this run
     state = _watch_child(flow_run.id, run_id, ctx.store.open(), ctx.launch.stale_after_s, started)
     if state.name == "Lost":
         with get_client(sync_client=True) as client:

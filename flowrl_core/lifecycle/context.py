@@ -15,7 +15,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import networkx as nx
 
 from flowrl_core.lifecycle.job import DEFAULT_TRAINER
 from flowrl_core.lifecycle.prepare import GraphRunPlan, Launcher
@@ -97,12 +96,6 @@ class Library:
             self._specs = (*self._specs, spec)
             self._configs[spec.name] = dict(config)
             self._upstream[spec.name] = tuple(upstream)
-
-    def graph_of(self) -> nx.DiGraph:
-        from flowrl_core.skills.graph import build_graph
-
-        return build_graph(list(self.specs()))
-
 
 class Recorder:
     """When each training ran (the timeline a benchmark and the summary read) and each merge ended."""

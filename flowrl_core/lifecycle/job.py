@@ -45,10 +45,6 @@ class SkillJob:
     created_at: str = field(default_factory=now_iso)
     trainer: str = DEFAULT_TRAINER  # "ppo" or an import path "pkg.module:function" (see lifecycle.train)
 
-    @property
-    def budget(self) -> int:
-        return int(self.config["total_timesteps"])
-
     def identity(self) -> str:
         """Hash of what this job trains; equal for a rerun of the same file, config and env."""
         return job_identity(skill=self.skill, env=self.env, env_options=self.env_options, config=self.config,

@@ -34,8 +34,3 @@ def merge_run(store: Store, run_id: str) -> list[Decision]:
         continuation=job.continuation, ended_at=now_iso(), frames=result.frames, early_stopped=result.early_stopped,
         success_rate=result.success_rate, decisions=tuple(d.to_dict() for d in decisions)))
     return decisions
-
-
-def read_decisions(store: Store, run_id: str) -> list[Decision]:
-    """The decisions a finished merge recorded (``merge.json``), for a launcher that merged elsewhere."""
-    return [Decision(**d) for d in store.run(run_id).read_doc("merge.json")]

@@ -73,10 +73,6 @@ class RunStore:
                 continue
             yield path, data
 
-    def latest_checkpoint_path(self) -> str | None:
-        names = self.checkpoints()
-        return self.store.path(*self.parts("checkpoints", names[-1])) if names else None
-
     # metrics, documents ---------------------------------------------------------------------
     def write_metrics(self, rows: list[dict[str, Any]]) -> None:
         """Rewrite the whole JSON-lines file: appends do not exist on object stores."""

@@ -66,10 +66,6 @@ class PPOConfig:
         return self.num_envs * self.num_steps
 
     @property
-    def minibatch_size(self) -> int:
-        return self.batch_size // self.num_minibatches
-
-    @property
     def num_updates(self) -> int:
         return int(self.total_timesteps) // self.batch_size
 
