@@ -158,4 +158,3 @@ def record_failure(store: Store, job: SkillJob, reason: str) -> None:
         run_id=job.run_id, skill=job.skill, state=RunState.STARTED, started_at=job.created_at,
         job_hash=job.identity(), continuation=job.continuation)
     write_run_record(store, record.ended(RunState.FAILED, at=now_iso(), reason=reason[:2000]))
-

@@ -39,7 +39,6 @@ MAX_YAML_NODES = 2_000_000  # nodes after alias expansion (a 10,000-skill file h
 MAX_YAML_ALIASES = 1_000
 
 
-
 def _scripts(name: str) -> set[str]:
     """Scripts of the letters in ``name`` (LATIN, CYRILLIC, GREEK, CJK, ...), from Unicode names."""
     out = set()

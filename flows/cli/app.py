@@ -173,4 +173,3 @@ def run_app(args: list[str] | None = None) -> int:
         err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {str(exc)[:300]} "
                   "(set FLOWRL_DEBUG=1 for the traceback)", highlight=False, soft_wrap=True)
         return ExitCode.INTERNAL
-

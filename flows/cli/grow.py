@@ -58,5 +58,3 @@ def grow(
         out.print(f"learned: {', '.join(summary['learned']) or 'nothing'} — {summary['stop_reason']}")
     if not state.is_completed():
         fail(f"grow-skills ended {state.name}: {str(state.message)[:500]}", code=ExitCode.FAILED)
-
-

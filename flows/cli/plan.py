@@ -54,5 +54,3 @@ def plan(
         remap = ", ".join(f"{g}→{l} {s.remap.skill_of_global[g]}" for g, l in s.remap.global_to_local.items())
         table.add_row(name, idx, _plan_steps(s.plan), remap)
     out.print(table)
-
-

@@ -44,5 +44,3 @@ def report(
     from flowrl_core.store.objects import Store
     path = write_report(Store(store, create=False), str(out_path) if out_path else None)
     out.print(f"report written to [bold]{path}[/]")
-
-
