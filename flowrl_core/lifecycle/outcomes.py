@@ -90,7 +90,7 @@ class GraphSummary:
         return f"{total} skill(s) trained or already done"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"store": self.store, "ok": self.ok, "message": self.message,
+        return {"schema": "flowrl.run/1", "store": self.store, "ok": self.ok, "message": self.message,
                 "skills": [o.to_dict() for o in self.outcomes], "failed": self.failed, "indices": dict(self.indices),
                 "peak_concurrency": self.peak_concurrency}
 

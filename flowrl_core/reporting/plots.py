@@ -48,7 +48,8 @@ STATE_LABELS: dict[str, str] = {
 
 _CATEGORY_OF: dict[str, str] = {
     **dict.fromkeys(("completed", "trained", "already done", "done", "merged", "cached"), "trained"),
-    **dict.fromkeys(("running", "training", "started", "setup", "merging"), "running"),
+    **dict.fromkeys(("running", "training", "started", "setup", "merging", "unfinished"), "running"),
+    "untrained": "pending",
     **dict.fromkeys(("failed", "crashed", "error"), "failed"),
     **dict.fromkeys(("skipped", "upstream failed", "cancelled", "canceled", "cancelling"), "skipped"),
 }

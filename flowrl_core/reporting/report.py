@@ -37,7 +37,7 @@ table { border-collapse: collapse; margin: 0.5em 0; } th, td { border: 1px solid
 th { background: #f5f5f5; text-align: left; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
 img { max-width: 100%; height: auto; } img.gif { image-rendering: pixelated; }
 code { background: #f5f5f5; padding: 0 3px; }
-.state-trained { background: #c8e6c9; } .state-failed { background: #ffcdd2; } .state-pending { background: #fff; }
+.state-trained { background: #c8e6c9; } .state-failed { background: #ffcdd2; } .state-pending, .state-untrained { background: #fff; } .state-unfinished { background: #bbdefb; }
 """
 
 

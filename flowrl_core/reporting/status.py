@@ -47,12 +47,14 @@ class StoreStatus:
 
 
 def _state(runs: dict[str, RunRecord], has_version: bool) -> tuple[str, str]:
-    latest = max(runs.values(), key=lambda r: r.ended_at or r.started_at, default=None)
+    latest = max((r for r in runs.values() if r.state is not RunState.ABANDONED),
+                 key=lambda r: r.ended_at or r.started_at, default=None)
     if latest is not None and latest.state is RunState.STARTED:
         return "unfinished", ""
     if latest is not None and latest.state is RunState.FAILED:
         return "failed", latest.reason
-    return ("trained", "") if has_version else ("untrained", "")
+    trained = has_version or any(r.state is RunState.COMPLETED for r in runs.values())
+    return ("trained", "") if trained else ("untrained", "")
 
 
 def summarize_store(store: Store) -> StoreStatus:

@@ -1,13 +1,26 @@
 """The expert store: one fsspec URL root holding skills, expert versions, runs and the index.
 
-Layout under the root (every object immutable except run checkpoints/metrics)::
+Layout under the root — the one place it is documented (README and docs/architecture.md point
+here).  Objects are immutable unless marked *rewritten*, and every rewritten one has a single
+writer (the process holding the run's lease, see :mod:`flowrl_core.store.leases`)::
 
-    store.json                                  marker: {"format": "flowrl-store", "version": 1}
-    index/slots/000007.json                     {"skill": ..}: global expert index 7 (create-once)
-    skills/<name>/spec.json                     the skill's declarative spec
-    experts/000007/versions/<key>.json          one merged version of expert 7 (see merge.py)
-    blobs/<sha256>.msgpack                      parameters, content-addressed
-    runs/<run_id>/...                           checkpoints, metrics.jsonl, remap.json, result.json
+    store.json                                   marker {"format": "flowrl-store", "version": 1}; create-once
+    index/slots/000007.json                      {"skill": ..}: global expert index 7; create-once
+    skills/<name>/spec.json                      the skill's declarative spec (rewritten when it changes)
+    skills/<name>/runs/<run_id>.json             RunRecord: started → completed | failed | abandoned (rewritten)
+    experts/000007/versions/<frames>-<run>-<sha>.json   one merged version of expert 7 (store/experts.py)
+    blobs/<sha256>.msgpack                       expert parameters, content-addressed
+    graphs/<stamp>-<label>-dag.png               a graph run's DAG picture, coloured by state
+    report.html                                  `flowrl report`'s page (rewritten)
+    runs/<run_id>/job.json                       SkillJob: plan, remap, config, env, pinned seed versions
+    runs/<run_id>/leases/000000.json             who may work on the run (create-once, renewed by its owner)
+    runs/<run_id>/checkpoints/000000012.msgpack  trainer state after update 12 (the newest two are kept)
+    runs/<run_id>/metrics.jsonl                  one JSON row per PPO update (rewritten while training)
+    runs/<run_id>/heartbeat.json                 the trainer is alive (rewritten every few seconds)
+    runs/<run_id>/experts/000007.msgpack         the run's trained parameters of expert 7
+    runs/<run_id>/artifacts/{learning_curve.png,rollout.gif}
+    runs/<run_id>/result.json                    TrainingResult, written last by the trainer
+    runs/<run_id>/merge.json                     the frame-count rule's decision per expert
 
 Why this shape: object stores (S3, GCS) have no locks and no rename, and several machines write
 at once.  So nothing shared is ever read-modified-written: the expert index is a set of
