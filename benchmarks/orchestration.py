@@ -159,7 +159,8 @@ def measure(dag: Dag, slots: int, priority: str, launcher: str = "local") -> dic
         store = str(Path(tmp) / "store")
         state = train_skill_graph(skills_file=str(path), store=store, profile="tiny",
                                   overrides={"num_envs": 1, "num_steps": 1, "num_minibatches": 1},  # 1 frame = 1 ms
-                                  slots=slots, retries=0, priority=priority, launcher=launcher, return_state=True)
+                                  slots=slots, retries=0, launcher=launcher, return_state=True,
+                                  internal={"priority": priority})
         summary = state.result(raise_on_failure=False)
         if not state.is_completed():
             raise RuntimeError(f"benchmark flow failed: {state.message}")

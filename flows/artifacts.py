@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from prefect.artifacts import create_image_artifact, create_markdown_artifact, create_table_artifact
+from prefect.artifacts import (
+    create_image_artifact,
+    create_markdown_artifact,
+    create_table_artifact,
+)
 
 from flowrl_core.reporting.flow_artifacts import FlowArtifacts
 

@@ -17,7 +17,7 @@ from flowrl_core.lifecycle.prepare import Launcher
 from flowrl_core.plugins import load_plugins
 from flowrl_core.reporting.status import StoreStatus, last_job, summarize_store
 from flowrl_core.store.objects import Store
-from flows.graph_flow import train_skill_graph
+from flows.graph_flow import GraphRunInternals, train_skill_graph
 
 
 def weakest(status: StoreStatus, count: int) -> list[str]:
@@ -56,9 +56,9 @@ def continue_weakest(
     for key, names in groups.items():
         env, options = envs[key]
         logger.info("continuing %s by %d frames each in %s %s", ", ".join(names), frames, env, options or "")
-        states.append(train_skill_graph(skills=skills, store=store, env=env, env_options=options, profile=profile,
-                                        overrides={"total_timesteps": frames}, only=names, continuation=True,
-                                        launcher=launcher, slots=slots, storage_options=storage_options,
-                                        return_state=True))
+        states.append(train_skill_graph(store=store, env=env, env_options=options, profile=profile,
+                                        overrides={"total_timesteps": frames}, only=names, launcher=launcher,
+                                        slots=slots, storage_options=storage_options, return_state=True,
+                                        internal=GraphRunInternals(skills=skills, continuation=True)))
     failed = [s for s in states if not s.is_completed()]
     return failed[0] if failed else states[-1]

@@ -10,18 +10,37 @@ independent branches finish and the flow ends Failed with the partial results at
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.futures import PrefectFuture, wait
 from prefect.states import Completed, Failed
+from pydantic import BaseModel, Field
 
 from flowrl_core.defaults import DEFAULT_PROFILE, DEFAULT_STORE
-from flowrl_core.lifecycle.context import LaunchSettings, Library, RunContext, StoreRef, TrainingSetup
-from flowrl_core.lifecycle.outcomes import GraphSummary, SkillOutcome, SkillStatus, order_outcomes, skipped
+from flowrl_core.lifecycle.context import (
+    LaunchSettings,
+    Library,
+    RunContext,
+    StoreRef,
+    TrainingSetup,
+)
+from flowrl_core.lifecycle.outcomes import (
+    GraphSummary,
+    SkillOutcome,
+    SkillStatus,
+    order_outcomes,
+    skipped,
+)
 from flowrl_core.lifecycle.prepare import (
-    GraphRunPlan, Launcher, Priority, RunSettings, claim_graph_run, prepare_graph_run,
+    GraphRunPlan,
+    Launcher,
+    Priority,
+    RunSettings,
+    claim_graph_run,
+    prepare_graph_run,
 )
 from flowrl_core.plugins import load_plugins
 from flowrl_core.scheduling.slots import PrioritySlots
@@ -53,34 +72,67 @@ def outcomes_of(futures: dict[str, PrefectFuture], plan: GraphRunPlan, indices: 
     return outcomes
 
 
-@flow(name="train-skill-graph", log_prints=True)
+class GraphRunInternals(BaseModel):
+    """Set by flowrl's own callers (the CLI, the nightly continuation, the benchmarks); leave empty
+    in the Run form."""
+
+    skills: dict[str, Any] | None = Field(None, description="the decoded skill file, instead of skills_file")
+    continuation: bool = Field(False, description="train the skills further as new versions")
+    deployment: str = Field("train-skill/train-skill", description="the child deployment of launcher=pool")
+    stale_after_s: float = Field(90.0, gt=0, description="a pool trainer silent this long counts as lost")
+    priority: Priority = Field(Priority.CRITICAL_PATH, description="which ready skill takes a free slot first")
+
+
+def run_name() -> str:
+    """``<skill file> → <store>``: what a flow run is about, instead of a random name."""
+    from prefect.runtime import flow_run
+
+    params = flow_run.parameters or {}
+    internal = params.get("internal") or {}
+    skills = internal.get("skills") if isinstance(internal, dict) else getattr(internal, "skills", None)
+    label = Path(str(params.get("skills_file"))).stem if params.get("skills_file") else \
+        str((skills or {}).get("name") or "skills")
+    return f"{label} → {params.get('store', DEFAULT_STORE)}"[:120]
+
+
+@flow(name="train-skill-graph", log_prints=True, flow_run_name=run_name)
 def train_skill_graph(
     skills_file: str | None = None,
     store: str = DEFAULT_STORE,
     env: str | None = None,
-    profile: str = DEFAULT_PROFILE,
+    env_options: dict[str, Any] | None = None,
+    profile: Literal["cpu", "tiny", "default"] = DEFAULT_PROFILE,
     overrides: dict[str, Any] | None = None,
     slots: int = 1,
     gpus: list[str] | None = None,
     retries: int = 2,
     only: list[str] | None = None,
-    continuation: bool = False,
-    storage_options: dict[str, Any] | None = None,
     launcher: Launcher = Launcher.LOCAL,
-    deployment: str = "train-skill/train-skill",
-    skills: dict[str, Any] | None = None,
-    stale_after_s: float = 90.0,
-    priority: Priority = Priority.CRITICAL_PATH,
-    env_options: dict[str, Any] | None = None,
+    storage_options: dict[str, Any] | None = None,
+    internal: GraphRunInternals | None = None,
 ) -> Any:
-    """Train the skills of ``skills_file`` (or of ``skills``, the decoded file) into ``store``.
+    """Train every skill of a skill file as a DAG into a store.
 
-    ``slots`` caps how many skills train at once; ``gpus`` (e.g. ["0", "1"]) pins slot i to GPU
-    ``gpus[i]``.  ``only`` restricts the run to those skills (the experts their plans route
-    through must be trained already).  ``overrides`` are training settings for every skill and
-    win over the skill file's ``train:`` maps.  ``launcher="pool"`` trains each skill as a child
-    flow run of ``deployment`` on its work pool (see prefect.yaml).
+    A failed skill fails only its descendants; the run then ends Failed with the partial results.
+
+    Args:
+        skills_file: Path of the skill file (.yaml, .yml or .json) as the machine running this flow sees it.
+        store: Store URL: a folder, file://, memory:// or s3://bucket/prefix.
+        env: Environment (gridworld, Craftax-Classic-Symbolic-v1, Craftax-Symbolic-v1); empty: the skill file's env.
+        env_options: Environment settings over the skill file's env_options, e.g. {"max_steps": 60}.
+        profile: Training profile: cpu (laptop), tiny (smoke tests) or default (GPU scale).
+        overrides: Training settings for every skill, e.g. {"total_timesteps": 50000}; they win over the file's train maps.
+        slots: Skills training at once (ignored with gpus).
+        gpus: GPU ids, one slot each, e.g. ["0", "1"].
+        retries: Retries of a failed training; each resumes from the run's last checkpoint.
+        only: Train only these skills; the experts their plans route through must be trained already.
+        launcher: local: trainers are child processes here; pool: each skill is a child flow run on the GPU pool.
+        storage_options: fsspec options of the store, e.g. {"client_kwargs": {"endpoint_url": "..."}}.
+        internal: Set by flowrl itself; leave empty.
     """
+    internal = internal or GraphRunInternals()
+    skills, continuation, deployment = internal.skills, internal.continuation, internal.deployment
+    stale_after_s, priority = internal.stale_after_s, internal.priority
     load_plugins()
     logger = get_run_logger()
     if (skills_file is None) == (skills is None):

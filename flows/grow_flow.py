@@ -22,9 +22,22 @@ from prefect.states import Completed, Failed
 
 from flowrl_core.defaults import DEFAULT_ENV, DEFAULT_PROFILE, DEFAULT_STORE
 from flowrl_core.errors import FlowRLError
-from flowrl_core.grow.library import Done, LibraryView, NothingNow, Propose, frontier, validate_against_library
+from flowrl_core.grow.library import (
+    Done,
+    LibraryView,
+    NothingNow,
+    Propose,
+    frontier,
+    validate_against_library,
+)
 from flowrl_core.grow.registry import load_proposer
-from flowrl_core.lifecycle.context import LaunchSettings, Library, RunContext, StoreRef, TrainingSetup
+from flowrl_core.lifecycle.context import (
+    LaunchSettings,
+    Library,
+    RunContext,
+    StoreRef,
+    TrainingSetup,
+)
 from flowrl_core.lifecycle.outcomes import SkillOutcome, SkillStatus
 from flowrl_core.plugins import load_plugins
 from flowrl_core.scheduling.slots import PrioritySlots

@@ -10,7 +10,11 @@ from prefect import get_run_logger
 
 from flowrl_core.lifecycle.outcomes import GraphSummary
 from flowrl_core.lifecycle.prepare import GraphRunPlan
-from flowrl_core.reporting.flow_artifacts import flow_artifacts, run_key, write_dag_picture
+from flowrl_core.reporting.flow_artifacts import (
+    flow_artifacts,
+    run_key,
+    write_dag_picture,
+)
 from flowrl_core.store.objects import Store
 from flows.artifacts import publish
 

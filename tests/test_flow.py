@@ -129,7 +129,7 @@ def test_continuation_trains_a_new_version(trained):
     before = current_version(store, index).frames
     state, summary = run_flow(skills_file=skills_file, store=store_url, env="gridworld", profile="tiny",
                               overrides=dict(TINY, total_timesteps=8 * 16 * 2), only=["Make_Wood_Sword"],
-                              continuation=True, retries=0)
+                              internal={"continuation": True}, retries=0)
     assert state.is_completed(), state.message
     [row] = summary.outcomes
     assert row.frames == 8 * 16 * 2

@@ -77,7 +77,7 @@ def test_pool_diamond_on_s3_with_a_worker_killed_mid_skill(cluster):
         from flows.graph_flow import train_skill_graph
 
         with temporary_settings(updates={PREFECT_API_URL: cluster["api"]}):
-            state = train_skill_graph(skills=DIAMOND, store=store_url, env="gridworld", profile="tiny",
+            state = train_skill_graph(internal={"skills": DIAMOND}, store=store_url, env="gridworld", profile="tiny",
                                       overrides=TINY, slots=2, retries=2, launcher="pool",
                                       storage_options=options, stale_after_s=25, return_state=True)
             box["state"], box["summary"] = state, state.result(raise_on_failure=False)

@@ -154,10 +154,10 @@ def _flow_kwargs(doc: Any, plan: Any) -> dict[str, Any]:
     s = plan.settings
     data = doc.to_data()
     data.setdefault("name", Path(doc.source).stem)  # the artifacts' key, as if the flow had read the file
-    return dict(skills=data, store=s.store, env=s.env, profile=s.profile, overrides=dict(s.overrides) or None,
+    return dict(store=s.store, env=s.env, profile=s.profile, overrides=dict(s.overrides) or None,
                 slots=s.slots, gpus=list(s.gpus) or None, retries=s.retries, only=list(s.only) or None,
-                continuation=s.continuation, env_options=dict(s.env_options) or None,
-                storage_options=dict(s.storage_options) or None)
+                env_options=dict(s.env_options) or None, storage_options=dict(s.storage_options) or None,
+                internal={"skills": data, "continuation": s.continuation})
 
 
 @app.command()
