@@ -38,7 +38,7 @@ from flowrl_core.lifecycle.context import (
     StoreRef,
     TrainingSetup,
 )
-from flowrl_core.lifecycle.outcomes import SkillOutcome, SkillStatus
+from flowrl_core.lifecycle.outcomes import GrowSummary, SkillOutcome, SkillStatus
 from flowrl_core.plugins import load_plugins
 from flowrl_core.scheduling.slots import PrioritySlots
 from flowrl_core.skills.spec import SkillSpec
@@ -184,8 +184,8 @@ def grow_skills(
     rows = [{"skill": o.skill, "status": o.status.value, "frames": o.frames, "success_rate": o.success_rate,
              "error": o.error} for o in gen.outcomes]
     create_table_artifact(key="grow-skills-results", table=rows, description=f"skills grown into {st.url}")
-    summary = {"store": st.url, "skills": [o.to_dict() for o in gen.outcomes], "learned": sorted(gen.learned),
-               "failed": dict(gen.failed), "stop_reason": stop_reason, "proposed": proposed}
+    summary = GrowSummary(store=st.url, outcomes=tuple(gen.outcomes), learned=tuple(sorted(gen.learned)),
+                          stop_reason=stop_reason, proposed=proposed)
     logger.info("stopped: %s; learned %s", stop_reason, ", ".join(sorted(gen.learned)))
     trained_failures = {k: v for k, v in gen.failed.items() if not v.startswith("rejected")}
     if trained_failures:

@@ -12,7 +12,6 @@ from flowrl_core.errors import FlowRLError, short
 class EnvError(FlowRLError, ValueError):
     """An unknown environment, or options it does not accept."""
 
-ENV_NAMES: tuple[str, ...] = ("Gridworld-v0", "Craftax-Classic-Symbolic-v1", "Craftax-Symbolic-v1")
 ALIASES: dict[str, str] = {"gridworld": "Gridworld-v0"}
 
 
@@ -29,11 +28,19 @@ def _craftax(name: str, **kwargs: Any) -> Env:
     return CraftaxEnv(name, **kwargs)
 
 
+# A new environment is one module and one line here (or a register_env call in a plugin module
+# named by FLOWRL_PLUGINS, so that trainer processes register it too).
 _FACTORIES: dict[str, Callable[..., Env]] = {
     "Gridworld-v0": _gridworld,
     "Craftax-Classic-Symbolic-v1": _craftax,
     "Craftax-Symbolic-v1": _craftax,
 }
+ENV_NAMES: tuple[str, ...] = tuple(_FACTORIES)  # the built-in ones
+
+
+def register_env(name: str, factory: Callable[..., Env]) -> None:
+    """Make ``name`` buildable by :func:`make_env` (``factory(name, **options)`` returns the env)."""
+    _FACTORIES[name] = factory
 
 
 def make_env(name: str, **kwargs: Any) -> Env:
@@ -41,7 +48,7 @@ def make_env(name: str, **kwargs: Any) -> Env:
     gridworld).  Craftax names need the optional ``craftax`` extra."""
     canonical = ALIASES.get(name, name)
     if canonical not in _FACTORIES:
-        valid = list(ENV_NAMES) + list(ALIASES)
+        valid = list(_FACTORIES) + list(ALIASES)
         by_lower = {v.lower(): v for v in valid}
         close = difflib.get_close_matches(name.lower(), list(by_lower), n=1, cutoff=0.6)
         hint = f" Did you mean {by_lower[close[0]]!r}?" if close else ""

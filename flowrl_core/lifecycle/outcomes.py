@@ -97,3 +97,23 @@ class GraphSummary:
 
 def order_outcomes(order: Sequence[str], outcomes: Mapping[str, SkillOutcome]) -> tuple[SkillOutcome, ...]:
     return tuple(outcomes[name] for name in order if name in outcomes)
+
+
+@dataclass(frozen=True)
+class GrowSummary:
+    """The result of one ``grow-skills`` run."""
+
+    store: str
+    outcomes: tuple[SkillOutcome, ...]  # in the order the skills finished (or were rejected)
+    learned: tuple[str, ...]  # the library at the end, including skills learned before this run
+    stop_reason: str
+    proposed: int
+
+    @property
+    def failed(self) -> dict[str, str]:
+        return {o.skill: o.error for o in self.outcomes if not o.status.ok}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema": "flowrl.grow/1", "store": self.store, "skills": [o.to_dict() for o in self.outcomes],
+                "learned": list(self.learned), "failed": self.failed, "stop_reason": self.stop_reason,
+                "proposed": self.proposed}

@@ -26,6 +26,7 @@ def grow(
     set_: Optional[list[str]] = typer.Option(None, "--set", help="Training setting, KEY=VALUE."),
 ) -> None:
     """Grow the skill library with a proposer while it trains (the grow-skills flow)."""
+    from flowrl_core.lifecycle.outcomes import GrowSummary
     from flows.grow_flow import grow_skills
 
     args: dict = {}
@@ -54,7 +55,7 @@ def grow(
                         overrides=overrides, slots=slots, max_skills=max_skills, env_options=env_options or None,
                         return_state=True)
     summary = state.result(raise_on_failure=False)
-    if isinstance(summary, dict):
-        out.print(f"learned: {', '.join(summary['learned']) or 'nothing'} — {summary['stop_reason']}")
+    if isinstance(summary, GrowSummary):
+        out.print(f"learned: {', '.join(summary.learned) or 'nothing'} — {summary.stop_reason}")
     if not state.is_completed():
         fail(f"grow-skills ended {state.name}: {str(state.message)[:500]}", code=ExitCode.FAILED)
