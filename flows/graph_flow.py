@@ -10,6 +10,7 @@ independent branches finish and the flow ends Failed with the partial results at
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any, Literal
 
@@ -47,28 +48,16 @@ from flowrl_core.scheduling.slots import PrioritySlots
 from flowrl_core.skills.parsing import parse_skill_doc, read_skill_file
 from flowrl_core.store import leases
 from flows.publish import artifact_key, publish_results
-from tasks.skill import skill_task
+from tasks.skill import outcome_of, skill_task
 
 
 def outcomes_of(futures: dict[str, PrefectFuture], plan: GraphRunPlan, indices: dict[str, int]) -> dict[str, SkillOutcome]:
     """Each future's final state as a typed outcome (a skill's own error, or the upstream that failed)."""
     outcomes: dict[str, SkillOutcome] = {}
     for name in plan.targets:
-        fut = futures[name]
-        state = fut.state
-        if state.is_completed():
-            outcome = fut.result()
-        elif state.is_failed() or state.is_crashed():
-            try:
-                fut.result(raise_on_failure=True)
-                reason = state.message or state.name
-            except Exception as exc:  # noqa: BLE001 - the skill's own exception, for the summary
-                reason = f"{type(exc).__name__}: {exc}"
-            outcome = SkillOutcome(name, SkillStatus.FAILED, error=reason)
-        else:
-            failed = [n for n, o in outcomes.items() if o.status is SkillStatus.FAILED]
-            outcome = skipped(name, plan.graph, failed)
-        outcomes[name] = SkillOutcome(**{**outcome.__dict__, "expert": indices[name]})
+        failed = [n for n, o in outcomes.items() if o.status is SkillStatus.FAILED]
+        outcome = outcome_of(name, futures[name], skipped=lambda n=name, f=failed: skipped(n, plan.graph, f))
+        outcomes[name] = dataclasses.replace(outcome, expert=indices[name])
     return outcomes
 
 

@@ -46,7 +46,7 @@ from flowrl_core.store import leases
 from flowrl_core.store.objects import Store
 from flowrl_core.store.runs import completed_runs
 from flowrl_core.training.config import resolve_config
-from tasks.skill import skill_task
+from tasks.skill import outcome_of, skill_task
 
 
 def learned_in_store(store: Store) -> dict[str, SkillSpec]:
@@ -81,22 +81,13 @@ class _Generation:
             fut = self.futures[name]
             fut.wait()
             spec = self.in_flight.pop(name)
-            state = fut.state
-            if state.is_completed():
-                outcome: SkillOutcome = fut.result()
+            roots = ", ".join(n for n in self.upstream[name] if n in self.failed) or "unknown"
+            outcome = outcome_of(name, fut, skipped=lambda n=name, r=roots: SkillOutcome(
+                n, SkillStatus.SKIPPED, error=f"upstream failed: {r}"))
+            if outcome.status.ok:
                 self.learned[name] = spec
                 self.results[name] = {"success_rate": outcome.success_rate, "frames": outcome.frames or 0}
             else:
-                if state.is_failed() or state.is_crashed():
-                    try:
-                        fut.result(raise_on_failure=True)
-                        reason = state.message or state.name
-                    except Exception as exc:  # noqa: BLE001 - the skill's own error, for the summary
-                        reason = f"{type(exc).__name__}: {exc}"
-                    outcome = SkillOutcome(name, SkillStatus.FAILED, error=reason)
-                else:  # NotReady: an upstream failed
-                    roots = ", ".join(n for n in self.upstream[name] if n in self.failed) or "unknown"
-                    outcome = SkillOutcome(name, SkillStatus.SKIPPED, error=f"upstream failed: {roots}")
                 self.failed[name] = outcome.error
             self.outcomes.append(outcome)
             finished.append(outcome)

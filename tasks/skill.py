@@ -12,10 +12,12 @@ checkpoint.  These tasks only call :mod:`flowrl_core.lifecycle` and report.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.context import TaskRunContext
+from prefect.futures import PrefectFuture
 
 from flowrl_core.lifecycle.context import RunContext
 from flowrl_core.lifecycle.job import TrainingResult, read_result
@@ -115,3 +117,19 @@ def skill_task(skill: str, ctx: RunContext) -> SkillOutcome:
         decisions=tuple(d.to_dict() for d in decisions), duration_s=round(time.time() - started, 2),
         resumed=prepared.resumed,
         artifacts={k: v for k, v in result.artifacts.items() if k in ("learning_curve", "rollout")})
+
+
+def outcome_of(skill: str, future: PrefectFuture, *, skipped: Callable[[], SkillOutcome]) -> SkillOutcome:
+    """A finished ``skill`` future as a typed outcome: its own result, its own error, or — when it
+    never ran because an upstream failed (Prefect's NotReady) — what ``skipped()`` says."""
+    state = future.state
+    if state.is_completed():
+        return future.result()
+    if state.is_failed() or state.is_crashed():
+        try:
+            future.result(raise_on_failure=True)
+            reason = state.message or state.name
+        except Exception as exc:  # noqa: BLE001 - the skill's own exception, for the summary
+            reason = f"{type(exc).__name__}: {exc}"
+        return SkillOutcome(skill, SkillStatus.FAILED, error=reason)
+    return skipped()
