@@ -24,8 +24,8 @@ order stays the critical-path order, with one bounded exception (backfilling):
   counts as waiting with an unknown need for ``handoff_grace_s``: nobody below it starts.
 
 A holder that declares no figure, asks ``exclusive=True`` (the retry after an out-of-memory),
-or needs more than any device's budget runs **alone** on a device: it waits until one is empty
-and keeps it to itself.  Oversized needs are not refused — the estimate may be pessimistic and
+or needs more than any device's budget runs **alone** on a device (for an oversized need, one
+of the largest): it waits until one is empty and keeps it to itself.  Oversized needs are not refused — the estimate may be pessimistic and
 a GPU of its own is the best that can be offered; if it still runs out of memory, the OOM is
 an ordinary failure.  Each holder learns its device and its :class:`MemoryShare` (the allocator
 limit to give its process: see :mod:`flowrl_core.scheduling.process_memory`).
@@ -294,12 +294,14 @@ class PrioritySlots:
         return want.exclusive or want.need is None or want.need > self.budget(device)
 
     def _eligible(self, want: _Want) -> list[str]:
-        """Devices that could ever hold ``want``: those whose budget fits its need; if none does
-        (or it has no figure, or asks to be alone), any device, alone."""
+        """Devices that could ever hold ``want``: those whose budget fits its need; if none does,
+        the largest devices (alone there: the closest to fitting); with no figure or asked to be
+        alone, any device."""
         if want.exclusive or want.need is None:
             return list(self.devices)
         fitting = [d for d in self.devices if want.need <= self.budget(d)]
-        return fitting or sorted(self.devices, key=lambda d: -self.budget(d))
+        largest = max(self.budget(d) for d in self.devices)
+        return fitting or [d for d in self.devices if self.budget(d) == largest]
 
     def _plan(self, now: float) -> dict[int, str]:
         """Which waiters may start now (seq -> device), by the rule in the module docstring."""
