@@ -556,6 +556,17 @@ def test_query_gpu_memory_runs_nvidia_smi_and_tolerates_its_absence():
     assert query_gpu_memory(lambda cmd, **kw: subprocess.CompletedProcess(cmd, 9, "", "NVIDIA-SMI has failed")) == {}
 
 
+def test_pool_workers_give_each_run_an_even_share():
+    from deployments.pools import worker_env
+
+    env = worker_env("0", {"PATH": "/bin", "XLA_CLIENT_MEM_FRACTION": "0.5"}, limit=4)
+    assert env == {"PATH": "/bin", "XLA_PYTHON_CLIENT_PREALLOCATE": "false", "CUDA_VISIBLE_DEVICES": "0",
+                   "XLA_PYTHON_CLIENT_MEM_FRACTION": "0.2250"}
+    # one run per GPU, or a CPU worker: as before (no fraction)
+    assert worker_env("0", {}, limit=1) == {"XLA_PYTHON_CLIENT_PREALLOCATE": "false", "CUDA_VISIBLE_DEVICES": "0"}
+    assert worker_env(None, {}, limit=4) == {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
+
+
 def test_fit_count_is_the_pool_workers_limit():
     assert fit_count(80 * 2**30, 2 * 2**30, margin=0.1) == 36
     assert fit_count(80 * 2**30, 100 * 2**30) == 1  # oversized: alone

@@ -53,6 +53,18 @@ def jax_memory_env(share: MemoryShare | None) -> JaxMemoryEnv:
     return JaxMemoryEnv({PREALLOCATE: "false", MEM_FRACTION: f"{fraction:.4f}"}, (MEM_FRACTION_NEW,))
 
 
+def worker_memory_env(gpu: str | None, runs: int, margin: float = 0.10) -> JaxMemoryEnv:
+    """Settings for a pool worker pinned to ``gpu`` that runs up to ``runs`` trainings at once
+    (``flowrl worker start --gpu K --limit N``): each gets an even share, ``(1 - margin) / N`` of the
+    GPU.  Its flow runs, and their trainer children, inherit the worker's environment."""
+    if runs < 1:
+        raise ValueError(f"a worker runs at least one training at a time, got {runs}")
+    if gpu is None or runs == 1:
+        return jax_memory_env(None)
+    fraction = (1.0 - margin) / runs
+    return JaxMemoryEnv({PREALLOCATE: "false", MEM_FRACTION: f"{fraction:.4f}"}, (MEM_FRACTION_NEW,))
+
+
 class ExitKind(str, Enum):
     OK = "ok"
     OUT_OF_MEMORY = "out-of-memory"
