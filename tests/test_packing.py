@@ -43,9 +43,12 @@ from flowrl_core.skills.spec import PlanStep, SkillSpec
 from flowrl_core.training.config import PPOConfig
 from flowrl_core.training.memory import (
     EstimateMethod,
+    MeasuredPeak,
     MemoryEstimate,
+    RunMemory,
     analytic_step_bytes,
     clear_memory_cache,
+    measure_peak,
     estimate_training,
     memory_key,
     tree_bytes,
@@ -138,6 +141,19 @@ def test_estimate_is_cached_in_process_and_on_disk(corridor, estimates):
     from_disk = estimate_training(corridor, corridor.default_params, PLAN, SPECS, experts, config, cache_dir=cache)
     assert from_disk.cached and from_disk.parts == first.parts
     assert MemoryEstimate.from_dict(json.loads(json.dumps(first.to_dict()))) == first
+
+
+def test_measured_peak_is_recorded_beside_the_estimate(estimates):
+    estimate, _ = estimates["k1-w32-n16"]
+    measured = measure_peak()
+    if jax.devices()[0].platform == "cpu":  # the CPU backend reports no allocator figures
+        assert measured.peak_bytes is None and measured.bytes_limit is None
+    assert measured.host_peak_rss_bytes > 50 * MiB  # this process, with JAX loaded
+    record = RunMemory(estimate, measured)
+    assert RunMemory.from_dict(json.loads(json.dumps(record.to_dict()))) == record
+    on_gpu = MeasuredPeak("gpu", "H200", estimate.device_bytes // 2, 10**11, 10**9)
+    assert RunMemory(estimate, on_gpu).ratio == pytest.approx(0.5, abs=1e-6)
+    assert record.ratio is None if measured.peak_bytes is None else record.ratio > 0
 
 
 def test_memory_key_follows_shapes_not_hyperparameters(corridor):
@@ -423,6 +439,26 @@ def test_packed_prime_and_handoff_keep_critical_path_order():
     for t in (ta, tb, tc):
         t.join(10)
     assert [label for label, _ in order] == ["C", "B"]
+
+
+def test_packed_expectation_expires_when_the_dependant_never_comes():
+    slots = PrioritySlots.packed({"0": 100}, margin=0.0, handoff_grace_s=0.2)
+    order: list = []
+    running = threading.Event()
+
+    def a():
+        with slots.hold("A", 5, reserve_for=lambda: {"Ghost": 9}, need_bytes=100):
+            running.set()
+            time.sleep(0.05)
+
+    ta = threading.Thread(target=a)
+    ta.start()
+    running.wait(5)
+    t0 = time.monotonic()
+    tb = _hold_in_thread(slots, "B", 1, 100, order)
+    for t in (ta, tb):
+        t.join(5)
+    assert order == [("B", "0")] and time.monotonic() - t0 < 2.0
 
 
 def test_exclusive_on_unpacked_slots_takes_the_whole_device():

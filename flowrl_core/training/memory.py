@@ -156,6 +156,30 @@ class MeasuredPeak:
         return cls(**{f.name: d[f.name] for f in dataclasses.fields(cls)})
 
 
+@dataclass(frozen=True)
+class RunMemory:
+    """A run's ``memory.json``: the estimate made at setup and, once trained, the measured peak."""
+
+    estimate: MemoryEstimate | None
+    measured: MeasuredPeak | None = None
+
+    @property
+    def ratio(self) -> float | None:
+        """measured / estimated device bytes (see :func:`estimate_ratio`)."""
+        if self.estimate is None or self.measured is None:
+            return None
+        return estimate_ratio(self.estimate, self.measured)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"estimate": self.estimate.to_dict() if self.estimate else None,
+                "measured": self.measured.to_dict() if self.measured else None, "ratio": self.ratio}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "RunMemory":
+        return cls(MemoryEstimate.from_dict(d["estimate"]) if d.get("estimate") else None,
+                   MeasuredPeak.from_dict(d["measured"]) if d.get("measured") else None)
+
+
 # --------------------------------------------------------------------------- the estimate
 
 
@@ -381,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
         _configure_jax()
         store = Store(args.store, storage_options=json.loads(args.storage_options), create=False)
         estimate = estimate_job(load_job(store, args.run_id))
-        store.run(args.run_id).write_doc("memory.json", {"estimate": estimate.to_dict()})
+        store.run(args.run_id).write_doc("memory.json", RunMemory(estimate).to_dict())
     except FlowRLError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 2
