@@ -48,8 +48,8 @@ from flowrl_core.training.memory import (
     RunMemory,
     analytic_step_bytes,
     clear_memory_cache,
-    measure_peak,
     estimate_training,
+    measure_peak,
     memory_key,
     tree_bytes,
 )
@@ -467,7 +467,7 @@ def test_exclusive_on_unpacked_slots_takes_the_whole_device():
     gate = threading.Event()
 
     def holder():
-        with slots.hold("on0", 1) as (slot, device):
+        with slots.hold("on0", 1) as (_, device):
             assert device == "0"
             gate.wait(5)
 
@@ -493,8 +493,8 @@ def test_exclusive_on_unpacked_slots_takes_the_whole_device():
     (1, "jax.errors.JaxRuntimeError: RESOURCE_EXHAUSTED: Out of memory allocating 524288000 bytes.",
      ExitKind.OUT_OF_MEMORY),
     (1, "XlaRuntimeError: RESOURCE_EXHAUSTED: Out of memory while trying to allocate 2.50GiB.", ExitKind.OUT_OF_MEMORY),
-    (1, "W external/xla/xla/tsl/framework/bfc_allocator.cc:501] Allocator (GPU_0_bfc) ran out of memory trying "
-        "to allocate 1.2GiB (rounded to 1288490240)", ExitKind.OUT_OF_MEMORY),
+    (1, ("W external/xla/xla/tsl/framework/bfc_allocator.cc:501] Allocator (GPU_0_bfc) ran out of memory trying "
+         "to allocate 1.2GiB (rounded to 1288490240)"), ExitKind.OUT_OF_MEMORY),
     (1, "jaxlib.xla_extension.XlaRuntimeError: INTERNAL: CUDA_ERROR_OUT_OF_MEMORY: out of memory", ExitKind.OUT_OF_MEMORY),
     (1, "error: skill 'X': unknown training setting 'lrr'", ExitKind.FAILED),
     (-9, "", ExitKind.FAILED),

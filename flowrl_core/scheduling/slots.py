@@ -303,6 +303,16 @@ class PrioritySlots:
         largest = max(self.budget(d) for d in self.devices)
         return fitting or [d for d in self.devices if self.budget(d) == largest]
 
+    def _fits(self, want: _Want, device: str, used: Mapping[str, int], count: Mapping[str, int],
+              alone: set[str]) -> bool:
+        if device in alone:
+            return False
+        if self.max_per_device is not None and count[device] >= self.max_per_device:
+            return False
+        if self._alone(want, device):
+            return count[device] == 0
+        return used[device] + int(want.need or 0) <= self.budget(device)
+
     def _plan(self, now: float) -> dict[int, str]:
         """Which waiters may start now (seq -> device), by the rule in the module docstring."""
         for label, (_, until, _) in list(self._expect.items()):
@@ -324,17 +334,7 @@ class PrioritySlots:
             if want is None:
                 break  # an expected caller outranks everyone below: they wait for it
             eligible = self._eligible(want)
-
-            def fits(d: str) -> bool:
-                if d == claimed or d in alone:
-                    return False
-                if self.max_per_device is not None and count[d] >= self.max_per_device:
-                    return False
-                if self._alone(want, d):
-                    return count[d] == 0
-                return used[d] + int(want.need or 0) <= self.budget(d)
-
-            ready = [d for d in eligible if fits(d)]
+            ready = [d for d in eligible if d != claimed and self._fits(want, d, used, count, alone)]
             if ready:
                 order = {d: i for i, d in enumerate(self.devices)}
                 device = min(ready, key=lambda d: (count[d], -(self.budget(d) - used[d]), order[d]))

@@ -24,7 +24,8 @@ def main() -> None:
     fraction = os.environ.get("XLA_PYTHON_CLIENT_MEM_FRACTION")
     if fraction:
         cap = int(float(fraction) * int(os.environ["FLOWRL_TEST_DEVICE_BYTES"]))
-        mapped = int(open("/proc/self/statm").read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        with open("/proc/self/statm") as f:
+            mapped = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
         resource.setrlimit(resource.RLIMIT_AS, (mapped + cap, resource.RLIM_INFINITY))
     x = jnp.ones((mib, 1 << 18), jnp.float32)  # mib MiB
     print(f"sum {float(jax.device_get(x.sum()))}", flush=True)
