@@ -66,10 +66,11 @@ PLAN = [PlanStep("Collect_Wood", 2), PlanStep("Place_Table", 1)]
 K1 = {"Collect_Wood": 0, "Place_Table": 0}
 K2 = {"Collect_Wood": 0, "Place_Table": 1}
 
-# (experts, config): different K, widths, env counts; each costs one compile (~10 s on 2 cores).
+# (env, experts, config): different envs, K, widths, env counts; each costs one compile (10-40 s
+# on the shared 2-core CPU).  The gridworld one is also what the CLI test's setup produces.
 CONFIGS = {
-    "k1-w32-n16": (K1, PPOConfig.tiny_profile(width=32, num_envs=16)),
-    "k2-w64-n32": (K2, PPOConfig.tiny_profile(width=64, num_envs=32, depth=3)),
+    "corridor-k1-w32-n16": ("corridor", K1, PPOConfig.tiny_profile(width=32, num_envs=16)),
+    "gridworld-k2-w64-n32": ("gridworld", K2, PPOConfig.tiny_profile(width=64, num_envs=32, depth=3)),
 }
 
 
@@ -78,13 +79,22 @@ def corridor() -> Corridor:
     return Corridor(length=6)
 
 
+def _env(name: str):
+    from flowrl_core.envs import make_env_and_params
+
+    if name == "corridor":
+        env = Corridor(length=6)
+        return env, env.default_params
+    return make_env_and_params(name)
+
+
 @pytest.fixture(scope="module")
-def estimates(corridor, tmp_path_factory) -> dict[str, tuple[MemoryEstimate, Path]]:
+def estimates(tmp_path_factory) -> dict[str, tuple[MemoryEstimate, Path]]:
     out = {}
-    for name, (experts, config) in CONFIGS.items():
+    for name, (env_name, experts, config) in CONFIGS.items():
+        env, params = _env(env_name)
         cache = tmp_path_factory.mktemp(f"memcache-{name}")
-        out[name] = (estimate_training(corridor, corridor.default_params, PLAN, SPECS, experts, config,
-                                       cache_dir=cache), cache)
+        out[name] = (estimate_training(env, params, PLAN, SPECS, experts, config, cache_dir=cache), cache)
     return out
 
 
@@ -92,21 +102,22 @@ def estimates(corridor, tmp_path_factory) -> dict[str, tuple[MemoryEstimate, Pat
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))
-def test_estimate_agrees_with_the_state_the_trainer_builds_and_the_rollout_it_holds(name, corridor, estimates):
+def test_estimate_agrees_with_the_state_the_trainer_builds_and_the_rollout_it_holds(name, estimates):
     from flowrl_core.training.ppo import build_training, init_state
 
     estimate, _ = estimates[name]
-    experts, config = CONFIGS[name]
+    env_name, experts, config = CONFIGS[name]
+    env, params = _env(env_name)
     p = estimate.parts
     assert estimate.method is EstimateMethod.XLA and estimate.platform == jax.devices()[0].platform
     assert estimate.num_experts == len(set(experts.values()))
     # The update's argument is the train state: XLA's figure equals the concrete pytree's bytes.
-    k, plan, net, tx, _ = build_training(corridor, PLAN, SPECS, experts, config)
-    state = init_state(corridor, corridor.default_params, plan, net, tx, config, k)
+    k, plan, net, tx, _ = build_training(env, PLAN, SPECS, experts, config)
+    state = init_state(env, params, plan, net, tx, config, k)
     assert p.state == sum(x.nbytes for x in jax.tree.leaves(state)) == tree_bytes(state)
     assert p.params == tree_bytes(state.params)
     # The rollout buffer lives in the temps: they hold at least the trajectory (obs + 10 scalars).
-    assert p.rollout == config.num_steps * config.num_envs * (corridor.obs_shape[0] * 4 + 39)
+    assert p.rollout == config.num_steps * config.num_envs * (env.obs_shape[0] * 4 + 39)
     assert p.step_temp >= p.rollout
     # No donation: the next state is a second copy of the state (plus the metrics).
     assert p.step_alias == 0 and p.state <= p.step_output < p.state + 64 * 1024
@@ -120,31 +131,32 @@ def test_estimate_agrees_with_the_state_the_trainer_builds_and_the_rollout_it_ho
 
 
 def test_estimate_grows_with_width_experts_and_envs(estimates):
-    small, _ = estimates["k1-w32-n16"]
-    big, _ = estimates["k2-w64-n32"]
+    small, _ = estimates["corridor-k1-w32-n16"]
+    big, _ = estimates["gridworld-k2-w64-n32"]
     assert big.parts.params > 2 * small.parts.params
     assert big.parts.step_temp > 1.5 * small.parts.step_temp
     assert big.device_bytes > small.device_bytes
 
 
-def test_estimate_is_cached_in_process_and_on_disk(corridor, estimates):
-    first, cache = estimates["k2-w64-n32"]
-    experts, config = CONFIGS["k2-w64-n32"]
+def test_estimate_is_cached_in_process_and_on_disk(estimates):
+    first, cache = estimates["gridworld-k2-w64-n32"]
+    env_name, experts, config = CONFIGS["gridworld-k2-w64-n32"]
+    env, params = _env(env_name)
     # Settings that change no shape (learning rate, seed, budget) hit the same entry.
     same_shapes = PPOConfig(**{**config.__dict__, "lr": 0.123, "seed": 7, "total_timesteps": config.total_timesteps * 2})
     t0 = time.perf_counter()
-    again = estimate_training(corridor, corridor.default_params, PLAN, SPECS, experts, same_shapes, cache_dir=cache)
+    again = estimate_training(env, params, PLAN, SPECS, experts, same_shapes, cache_dir=cache)
     assert again.cached and time.perf_counter() - t0 < 2.0
     assert (again.total_bytes, again.parts, again.key) == (first.total_bytes, first.parts, first.key)
     clear_memory_cache()  # a new process: only the file is left
     assert (cache / f"{first.key}.json").exists()
-    from_disk = estimate_training(corridor, corridor.default_params, PLAN, SPECS, experts, config, cache_dir=cache)
+    from_disk = estimate_training(env, params, PLAN, SPECS, experts, config, cache_dir=cache)
     assert from_disk.cached and from_disk.parts == first.parts
     assert MemoryEstimate.from_dict(json.loads(json.dumps(first.to_dict()))) == first
 
 
 def test_measured_peak_is_recorded_beside_the_estimate(estimates):
-    estimate, _ = estimates["k1-w32-n16"]
+    estimate, _ = estimates["corridor-k1-w32-n16"]
     measured = measure_peak()
     if jax.devices()[0].platform == "cpu":  # the CPU backend reports no allocator figures
         assert measured.peak_bytes is None and measured.bytes_limit is None
@@ -154,6 +166,39 @@ def test_measured_peak_is_recorded_beside_the_estimate(estimates):
     on_gpu = MeasuredPeak("gpu", "H200", estimate.device_bytes // 2, 10**11, 10**9)
     assert RunMemory(estimate, on_gpu).ratio == pytest.approx(0.5, abs=1e-6)
     assert record.ratio is None if measured.peak_bytes is None else record.ratio > 0
+
+
+def test_estimate_child_process_stores_the_runs_memory_json(estimates, tmp_path):
+    """``python -m flowrl_core.training.memory`` on a run prepared by setup: the record lands in
+    ``runs/<id>/memory.json``; the key is the one the same shapes gave in this process, so the
+    child answers from the shared disk cache without compiling."""
+    from flowrl_core.lifecycle.setup import setup
+    from flowrl_core.skills.parsing import parse_skills
+    from flowrl_core.store.objects import Store
+    from flowrl_core.training.config import resolve_config
+
+    first, cache = estimates["gridworld-k2-w64-n32"]
+    specs = parse_skills({"skills": [
+        {"name": "Collect_Wood", "gains": {"wood": 1}},
+        {"name": "Place_Table", "requires": {"wood": 2}, "consumes": {"wood": 2},
+         "gains": {"achievement:place_table": 1}}]})
+    url = str(tmp_path / "store")
+    store = Store(url)
+    for s in specs:
+        store.assign_index(s.name)
+    config = resolve_config("tiny", {"width": 64, "num_envs": 32, "depth": 3})
+    job = setup(store, specs, "Place_Table", env="gridworld", config=config).job
+    assert [(s.skill, s.count) for s in job.plan] == [(s.skill, s.count) for s in PLAN]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu", "FLOWRL_MEMORY_CACHE": str(cache),
+           "FLOWRL_JAX_CACHE": ""}
+    done = subprocess.run([sys.executable, "-m", "flowrl_core.training.memory", "--store", url, "--run-id",
+                           job.run_id], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    record = RunMemory.from_dict(store.run(job.run_id).read_doc("memory.json"))
+    assert record.estimate.cached and record.estimate.parts == first.parts and record.measured is None
+    bad = subprocess.run([sys.executable, "-m", "flowrl_core.training.memory", "--store", url, "--run-id", "nope"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert bad.returncode == 2 and bad.stderr.startswith("error: ")
 
 
 def test_memory_key_follows_shapes_not_hyperparameters(corridor):

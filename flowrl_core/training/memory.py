@@ -60,6 +60,15 @@ import numpy as np
 from flowrl_core.envs.base import Env
 from flowrl_core.skills.spec import PlanStep, SkillSpec
 from flowrl_core.training.config import PPOConfig
+from flowrl_core.training.ppo import (
+    TrainingParts,
+    _make_bank,
+    build_training,
+    chunk_size,
+    init_state,
+    make_chunk_fn,
+    make_update_fn,
+)
 
 PyTree = Any
 MiB = 1 << 20
@@ -194,8 +203,6 @@ def _device() -> Any:
 
 def memory_key(env: Env, env_params: PyTree, config: PPOConfig, num_experts: int, plan_steps: int) -> str:
     """Hash of what decides the memory of a training: backend, env shapes, K, batch geometry."""
-    from flowrl_core.training.ppo import chunk_size
-
     state = jax.eval_shape(env.reset, jax.ShapeDtypeStruct((2,), np.uint32), env_params)
     shapes = [(tuple(x.shape), str(x.dtype)) for x in jax.tree.leaves(state)]
     device = _device()
@@ -226,6 +233,12 @@ def analytic_step_bytes(state: int, params: int, rollout: int, config: PPOConfig
 
 _cache: dict[str, MemoryEstimate] = {}
 _cache_lock = threading.Lock()
+_key_locks: dict[str, threading.Lock] = {}  # one compile per key when threads ask at once
+
+
+def _key_lock(key: str) -> threading.Lock:
+    with _cache_lock:
+        return _key_locks.setdefault(key, threading.Lock())
 
 
 def default_cache_dir() -> Path | None:
@@ -286,8 +299,6 @@ def estimate_training(env: Env, env_params: PyTree, plan: Sequence[PlanStep], sp
     is abstract).  ``cache_dir``: True for :func:`default_cache_dir`, a path, or None/False for
     this process's cache only.
     """
-    from flowrl_core.training.ppo import _make_bank, build_training, chunk_size, init_state, make_chunk_fn, make_update_fn
-
     directory = default_cache_dir() if cache_dir is True else (Path(cache_dir) if cache_dir else None)
     parts_in = build_training(env, plan, specs, expert_of_skill, config)
     device = _device()
@@ -295,10 +306,17 @@ def estimate_training(env: Env, env_params: PyTree, plan: Sequence[PlanStep], sp
         else int(process_overhead_bytes)
     key = memory_key(env, env_params, config, parts_in.k, len(plan))
     key = hashlib.sha256(f"{key}:{overhead}".encode()).hexdigest()[:24]
-    cached = _read_cached(key, directory)
-    if cached is not None:
-        return cached
+    with _key_lock(key):
+        cached = _read_cached(key, directory)
+        if cached is not None:
+            return cached
+        estimate = _compile_estimate(env, env_params, config, parts_in, key, overhead, device)
+        _write_cached(estimate, directory)
+        return estimate
 
+
+def _compile_estimate(env: Env, env_params: PyTree, config: PPOConfig, parts_in: TrainingParts, key: str,
+                      overhead: int, device: Any) -> MemoryEstimate:
     t0 = time.perf_counter()
     k, compiled_plan, net, tx, refresh = parts_in
     state = jax.eval_shape(lambda: init_state(env, env_params, compiled_plan, net, tx, config, k))
@@ -333,11 +351,9 @@ def estimate_training(env: Env, env_params: PyTree, plan: Sequence[PlanStep], sp
     parts = MemoryParts(state=state_b, step_output=out_b, step_alias=alias_b, step_temp=temp_b, code=code_b,
                         init_peak=init_b, rollout=rollout_b, params=params_b, process_overhead=overhead)
     total = max(parts.step_peak, parts.init_peak) + parts.code + parts.process_overhead
-    estimate = MemoryEstimate(total_bytes=int(total), parts=parts, method=method, platform=device.platform,
-                              device_kind=str(getattr(device, "device_kind", "")), key=key, num_experts=k,
-                              chunk_updates=n, compile_s=round(compile_s, 3))
-    _write_cached(estimate, directory)
-    return estimate
+    return MemoryEstimate(total_bytes=int(total), parts=parts, method=method, platform=device.platform,
+                          device_kind=str(getattr(device, "device_kind", "")), key=key, num_experts=k,
+                          chunk_updates=n, compile_s=round(compile_s, 3))
 
 
 def estimate_job(job: Any, **kwargs: Any) -> MemoryEstimate:
