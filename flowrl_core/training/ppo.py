@@ -102,6 +102,7 @@ class TrainState(NamedTuple):
     frames: Count  # env steps trained
     expert_steps: Count  # [K]: env steps acted per local expert
     bank: ResetBank
+    ep_return: jax.Array  # float32[num_envs]: reward summed over the current episode so far
 
 
 class Transition(NamedTuple):
@@ -116,6 +117,7 @@ class Transition(NamedTuple):
     success: jax.Array
     reached: jax.Array  # plan step the episode had entered when it ended
     ep_len: jax.Array
+    ep_return: jax.Array  # the episode's return up to and including this step
 
 
 @dataclass
@@ -210,7 +212,7 @@ def make_update_fn(env: Env, env_params: PyTree, plan: CompiledPlan, net: MoEAct
     v_eval = jax.vmap(plan.evaluate)
 
     def env_step(carry, _):
-        params, env_state, obs, step, start_inv, ep_len, bank, rng = carry
+        params, env_state, obs, step, start_inv, ep_len, ep_ret, bank, rng = carry
         rng, k_act, k_env = jax.random.split(rng, 3)
         expert = plan.step_expert[step]
         logits, value = net.apply(params, obs, expert)
@@ -226,21 +228,23 @@ def make_update_fn(env: Env, env_params: PyTree, plan: CompiledPlan, net: MoEAct
         next_step = jnp.where(step_done & ~last, step + 1, step)
         start_inv = jnp.where(step_done[:, None], inv, start_inv)
         ep_len = ep_len + 1
+        ep_ret = ep_ret + reward
         transition = Transition(obs, expert, action, log_prob, value, reward, step_done | ep_end, ep_end, success,
-                                next_step, ep_len)
+                                next_step, ep_len, ep_ret)
         obs2, state2, bank = reset_done(bank, ep_end, out.obs, out.state)
         start_inv = jnp.where(ep_end[:, None], v_inv(state2), start_inv)
         next_step = jnp.where(ep_end, 0, next_step)
         ep_len = jnp.where(ep_end, 0, ep_len)
-        return (params, state2, obs2, next_step, start_inv, ep_len, bank, rng), transition
+        ep_ret = jnp.where(ep_end, 0.0, ep_ret)
+        return (params, state2, obs2, next_step, start_inv, ep_len, ep_ret, bank, rng), transition
 
     def update_fn(state: TrainState) -> tuple[TrainState, dict[str, jax.Array]]:
         rng, k_bank, k_roll, k_epochs = jax.random.split(state.rng, 4)
         bank = refresh_bank(env, k_bank, env_params, state.bank, bank_refresh) if bank_refresh else state.bank
-        carry = (state.params, state.env_state, state.obs, state.plan_step, state.start_inv, state.ep_len, bank,
-                 k_roll)
+        carry = (state.params, state.env_state, state.obs, state.plan_step, state.start_inv, state.ep_len,
+                 state.ep_return, bank, k_roll)
         carry, traj = jax.lax.scan(env_step, carry, None, n_steps)
-        _, env_state, obs, step, start_inv, ep_len, bank, _ = carry
+        _, env_state, obs, step, start_inv, ep_len, ep_ret, bank, _ = carry
         _, last_value = net.apply(state.params, obs, plan.step_expert[step])
         adv, targets = compute_gae(traj.value, traj.reward, traj.cut, last_value, config.gamma, config.gae_lambda)
 
@@ -267,6 +271,7 @@ def make_update_fn(env: Env, env_params: PyTree, plan: CompiledPlan, net: MoEAct
             "episodes": ended.sum(), "successes": traj.success.sum(),
             "reached_ge": jnp.cumsum(reached_hist[::-1])[::-1],  # episodes that entered step j
             "ep_len_sum": jnp.sum(jnp.where(ended, traj.ep_len, 0)),
+            "return_sum": jnp.sum(jnp.where(ended, traj.ep_return, 0.0)),  # of the episodes that ended here
             "acted": acted, "mean_reward": traj.reward.mean(),
             "policy_loss": aux["pg_sum"] / jnp.maximum(aux["count"], 1),
             "value_loss": aux["vl_sum"] / jnp.maximum(aux["count"], 1),
@@ -274,7 +279,8 @@ def make_update_fn(env: Env, env_params: PyTree, plan: CompiledPlan, net: MoEAct
             "loss_count": aux["count"], "approx_kl": aux["approx_kl"], "clip_frac": aux["clip_frac"],
         }
         new_state = TrainState(params, opt_state, env_state, obs, step, start_inv, ep_len, rng, state.update + 1,
-                               state.frames.add(jnp.int32(config.batch_size)), state.expert_steps.add(acted), bank)
+                               state.frames.add(jnp.int32(config.batch_size)), state.expert_steps.add(acted), bank,
+                               ep_ret)
         return new_state, metrics
 
     return update_fn
@@ -331,7 +337,8 @@ def init_state(env: Env, env_params: PyTree, plan: CompiledPlan, net: MoEActorCr
     obs, env_state, start_inv, bank = _take_from_bank(env, bank, config.num_envs)
     zeros = jnp.zeros((config.num_envs,), jnp.int32)
     return TrainState(params, tx.init(params), env_state, obs, zeros, start_inv, zeros, rng,
-                      jnp.zeros((), jnp.int32), Count.zeros(), Count.zeros((k,)), bank)
+                      jnp.zeros((), jnp.int32), Count.zeros(), Count.zeros((k,)), bank,
+                      jnp.zeros((config.num_envs,), jnp.float32))
 
 
 def _leaves_dict(tree: PyTree) -> dict[str, np.ndarray]:
@@ -368,7 +375,8 @@ def state_to_bytes(state: TrainState, meta: Mapping[str, Any]) -> bytes:
         "env": _leaves_dict((state.env_state, state.obs, state.bank)),
         "run": serialization.to_state_dict({
             "plan_step": state.plan_step, "start_inv": state.start_inv, "ep_len": state.ep_len, "rng": state.rng,
-            "update": state.update, "frames": state.frames._asdict(), "expert_steps": state.expert_steps._asdict()}),
+            "update": state.update, "frames": state.frames._asdict(), "expert_steps": state.expert_steps._asdict(),
+            "ep_return": state.ep_return}),
     }
     return serialization.msgpack_serialize(payload)
 
@@ -391,7 +399,9 @@ def state_from_bytes(data: bytes, template: TrainState, meta: Mapping[str, Any])
         jax.tree.map(as_j, params), jax.tree.map(as_j, opt_state), env_state, obs, as_j(run["plan_step"]),
         as_j(run["start_inv"]), as_j(run["ep_len"]), as_j(run["rng"]), as_j(run["update"]),
         Count(as_j(run["frames"]["hi"]), as_j(run["frames"]["lo"])),
-        Count(as_j(run["expert_steps"]["hi"]), as_j(run["expert_steps"]["lo"])), bank)
+        Count(as_j(run["expert_steps"]["hi"]), as_j(run["expert_steps"]["lo"])), bank,
+        # checkpoints from before episode returns were tracked restart the running sums at zero
+        as_j(run["ep_return"]) if "ep_return" in run else jnp.zeros_like(template.ep_return))
 
 
 # --------------------------------------------------------------------------- driver
@@ -410,6 +420,7 @@ def _metrics_rows(m: Mapping[str, np.ndarray], first_update: int, batch: int, k:
             "success_rate": float(m["successes"][i]) / episodes if episodes else None,
             "step_reached": [float(m["reached_ge"][i][j]) / episodes if episodes else None for j in range(n_plan)],
             "mean_episode_length": float(m["ep_len_sum"][i]) / episodes if episodes else None,
+            "mean_return": float(m["return_sum"][i]) / episodes if episodes else None,
             "expert_steps": [int(x) for x in m["acted"][i]],
             "policy_loss": per_expert("policy_loss"), "value_loss": per_expert("value_loss"),
             "entropy": per_expert("entropy"), "approx_kl": float(m["approx_kl"][i]),

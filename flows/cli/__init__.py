@@ -4,6 +4,6 @@ The import order below is the order ``flowrl --help`` lists the commands in.
 """
 
 from flows.cli.app import app, main  # noqa: I001
-from flows.cli import plan, run, status, grow, scale  # noqa: F401 - registers the commands
+from flows.cli import plan, run, status, grow, scale, serve  # noqa: F401 - registers the commands
 
 __all__ = ["app", "main"]
