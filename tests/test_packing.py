@@ -63,14 +63,15 @@ SPECS = {
     "Place_Table": SkillSpec("Place_Table", consumes={"wood": 2}, gains={"achievement:place_table": 1}),
 }
 PLAN = [PlanStep("Collect_Wood", 2), PlanStep("Place_Table", 1)]
-K1 = {"Collect_Wood": 0, "Place_Table": 0}
 K2 = {"Collect_Wood": 0, "Place_Table": 1}
 
 # (env, experts, config): different envs, K, widths, env counts; each costs one compile (10-40 s
 # on the shared 2-core CPU).  The gridworld one is also what the CLI test's setup produces.
+WOOD_PLAN = [PlanStep("Collect_Wood", 1)]
 CONFIGS = {
-    "corridor-k1-w32-n16": ("corridor", K1, PPOConfig.tiny_profile(width=32, num_envs=16)),
-    "gridworld-k2-w64-n32": ("gridworld", K2, PPOConfig.tiny_profile(width=64, num_envs=32, depth=3)),
+    "corridor-k2-w32-n16": ("corridor", PLAN, K2, PPOConfig.tiny_profile(width=32, num_envs=16)),
+    "gridworld-k1-w64-n32": ("gridworld", WOOD_PLAN, {"Collect_Wood": 0},
+                             PPOConfig.tiny_profile(width=64, num_envs=32, depth=3)),
 }
 
 
@@ -91,10 +92,10 @@ def _env(name: str):
 @pytest.fixture(scope="module")
 def estimates(tmp_path_factory) -> dict[str, tuple[MemoryEstimate, Path]]:
     out = {}
-    for name, (env_name, experts, config) in CONFIGS.items():
+    for name, (env_name, plan, experts, config) in CONFIGS.items():
         env, params = _env(env_name)
         cache = tmp_path_factory.mktemp(f"memcache-{name}")
-        out[name] = (estimate_training(env, params, PLAN, SPECS, experts, config, cache_dir=cache), cache)
+        out[name] = (estimate_training(env, params, plan, SPECS, experts, config, cache_dir=cache), cache)
     return out
 
 
@@ -106,18 +107,19 @@ def test_estimate_agrees_with_the_state_the_trainer_builds_and_the_rollout_it_ho
     from flowrl_core.training.ppo import build_training, init_state
 
     estimate, _ = estimates[name]
-    env_name, experts, config = CONFIGS[name]
+    env_name, plan_steps, experts, config = CONFIGS[name]
     env, params = _env(env_name)
     p = estimate.parts
     assert estimate.method is EstimateMethod.XLA and estimate.platform == jax.devices()[0].platform
     assert estimate.num_experts == len(set(experts.values()))
     # The update's argument is the train state: XLA's figure equals the concrete pytree's bytes.
-    k, plan, net, tx, _ = build_training(env, PLAN, SPECS, experts, config)
+    k, plan, net, tx, _ = build_training(env, plan_steps, SPECS, experts, config)
     state = init_state(env, params, plan, net, tx, config, k)
     assert p.state == sum(x.nbytes for x in jax.tree.leaves(state)) == tree_bytes(state)
     assert p.params == tree_bytes(state.params)
-    # The rollout buffer lives in the temps: they hold at least the trajectory (obs + 10 scalars).
-    assert p.rollout == config.num_steps * config.num_envs * (env.obs_shape[0] * 4 + 39)
+    # The rollout buffer lives in the temps: they hold at least the trajectory (observations + scalars).
+    observations = config.num_steps * config.num_envs * env.obs_shape[0] * 4
+    assert observations < p.rollout < 1.2 * observations + config.num_steps * config.num_envs * 64
     assert p.step_temp >= p.rollout
     # No donation: the next state is a second copy of the state (plus the metrics).
     assert p.step_alias == 0 and p.state <= p.step_output < p.state + 64 * 1024
@@ -130,33 +132,33 @@ def test_estimate_agrees_with_the_state_the_trainer_builds_and_the_rollout_it_ho
     assert estimate.compile_s > 0 and not estimate.cached
 
 
-def test_estimate_grows_with_width_experts_and_envs(estimates):
-    small, _ = estimates["corridor-k1-w32-n16"]
-    big, _ = estimates["gridworld-k2-w64-n32"]
+def test_estimate_grows_with_observations_width_and_envs(estimates):
+    small, _ = estimates["corridor-k2-w32-n16"]
+    big, _ = estimates["gridworld-k1-w64-n32"]
     assert big.parts.params > 2 * small.parts.params
     assert big.parts.step_temp > 1.5 * small.parts.step_temp
     assert big.device_bytes > small.device_bytes
 
 
 def test_estimate_is_cached_in_process_and_on_disk(estimates):
-    first, cache = estimates["gridworld-k2-w64-n32"]
-    env_name, experts, config = CONFIGS["gridworld-k2-w64-n32"]
+    first, cache = estimates["gridworld-k1-w64-n32"]
+    env_name, plan, experts, config = CONFIGS["gridworld-k1-w64-n32"]
     env, params = _env(env_name)
     # Settings that change no shape (learning rate, seed, budget) hit the same entry.
     same_shapes = PPOConfig(**{**config.__dict__, "lr": 0.123, "seed": 7, "total_timesteps": config.total_timesteps * 2})
     t0 = time.perf_counter()
-    again = estimate_training(env, params, PLAN, SPECS, experts, same_shapes, cache_dir=cache)
+    again = estimate_training(env, params, plan, SPECS, experts, same_shapes, cache_dir=cache)
     assert again.cached and time.perf_counter() - t0 < 2.0
     assert (again.total_bytes, again.parts, again.key) == (first.total_bytes, first.parts, first.key)
     clear_memory_cache()  # a new process: only the file is left
     assert (cache / f"{first.key}.json").exists()
-    from_disk = estimate_training(env, params, PLAN, SPECS, experts, config, cache_dir=cache)
+    from_disk = estimate_training(env, params, plan, SPECS, experts, config, cache_dir=cache)
     assert from_disk.cached and from_disk.parts == first.parts
     assert MemoryEstimate.from_dict(json.loads(json.dumps(first.to_dict()))) == first
 
 
 def test_measured_peak_is_recorded_beside_the_estimate(estimates):
-    estimate, _ = estimates["corridor-k1-w32-n16"]
+    estimate, _ = estimates["corridor-k2-w32-n16"]
     measured = measure_peak()
     if jax.devices()[0].platform == "cpu":  # the CPU backend reports no allocator figures
         assert measured.peak_bytes is None and measured.bytes_limit is None
@@ -172,33 +174,36 @@ def test_estimate_child_process_stores_the_runs_memory_json(estimates, tmp_path)
     """``python -m flowrl_core.training.memory`` on a run prepared by setup: the record lands in
     ``runs/<id>/memory.json``; the key is the one the same shapes gave in this process, so the
     child answers from the shared disk cache without compiling."""
+    from flowrl_core.lifecycle.messages import TrainerInput
     from flowrl_core.lifecycle.setup import setup
     from flowrl_core.skills.parsing import parse_skills
     from flowrl_core.store.objects import Store
     from flowrl_core.training.config import resolve_config
 
-    first, cache = estimates["gridworld-k2-w64-n32"]
-    specs = parse_skills({"skills": [
-        {"name": "Collect_Wood", "gains": {"wood": 1}},
-        {"name": "Place_Table", "requires": {"wood": 2}, "consumes": {"wood": 2},
-         "gains": {"achievement:place_table": 1}}]})
+    first, cache = estimates["gridworld-k1-w64-n32"]
+    specs = parse_skills({"skills": [{"name": "Collect_Wood", "gains": {"wood": 1}}]})
     url = str(tmp_path / "store")
     store = Store(url)
     for s in specs:
         store.assign_index(s.name)
     config = resolve_config("tiny", {"width": 64, "num_envs": 32, "depth": 3})
-    job = setup(store, specs, "Place_Table", env="gridworld", config=config).job
-    assert [(s.skill, s.count) for s in job.plan] == [(s.skill, s.count) for s in PLAN]
+    job = setup(store, specs, "Collect_Wood", env="gridworld", config=config).job
+    assert [(s.skill, s.count) for s in job.plan] == [(s.skill, s.count) for s in WOOD_PLAN]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu", "FLOWRL_MEMORY_CACHE": str(cache),
            "FLOWRL_JAX_CACHE": ""}
-    done = subprocess.run([sys.executable, "-m", "flowrl_core.training.memory", "--store", url, "--run-id",
-                           job.run_id], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
+
+    def estimate_child(run_id: str, given: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "flowrl_core.training.memory", "--run-id", run_id],
+                              input=TrainerInput(store=url, run_id=given).to_json(), cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=600, check=False)
+
+    done = estimate_child(job.run_id, job.run_id)
     assert done.returncode == 0, done.stderr[-2000:]
     record = RunMemory.from_dict(store.run(job.run_id).read_doc("memory.json"))
     assert record.estimate.cached and record.estimate.parts == first.parts and record.measured is None
-    bad = subprocess.run([sys.executable, "-m", "flowrl_core.training.memory", "--store", url, "--run-id", "nope"],
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
-    assert bad.returncode == 2 and bad.stderr.startswith("error: ")
+    for run_id, given in (("nope", "nope"), (job.run_id, "other")):  # no such run; input and argument disagree
+        bad = estimate_child(run_id, given)
+        assert bad.returncode == 2 and bad.stderr.startswith("error: "), bad.stderr[-500:]
 
 
 def test_memory_key_follows_shapes_not_hyperparameters(corridor):

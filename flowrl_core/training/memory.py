@@ -31,9 +31,9 @@ trainer that follows loads this very executable instead of compiling it (measure
 gridworld trainer's first compile went from 12.2 s to 2.4 s after an estimate).
 
 Never run the estimate inside the orchestrator on a GPU machine: initialising JAX's GPU backend
-there would preallocate 75 % of a GPU.  ``python -m flowrl_core.training.memory --store URL
---run-id ID`` runs it in a child (with the same environment the trainer gets) and stores the
-record as the run's ``memory.json``.
+there would preallocate 75 % of a GPU.  ``python -m flowrl_core.training.memory --run-id ID``
+(a TrainerInput on stdin, like the trainer) runs it in a child with the trainer's environment and
+stores the record as the run's ``memory.json``.
 """
 
 from __future__ import annotations
@@ -62,6 +62,7 @@ from flowrl_core.skills.spec import PlanStep, SkillSpec
 from flowrl_core.training.config import PPOConfig
 from flowrl_core.training.ppo import (
     TrainingParts,
+    Transition,
     _make_bank,
     build_training,
     chunk_size,
@@ -214,9 +215,10 @@ def memory_key(env: Env, env_params: PyTree, config: PPOConfig, num_experts: int
 
 
 def rollout_bytes(obs_bytes_per_env: int, config: PPOConfig) -> int:
-    """The trajectory of one update: per env step the observation and ten scalars of the
-    Transition (31 bytes), plus advantages and targets (8 bytes)."""
-    return config.num_steps * config.num_envs * (obs_bytes_per_env + 39)
+    """The trajectory of one update: per env step the observation and the Transition's other
+    fields (scalars, counted as 4 bytes: the few bools are 1), plus advantages and targets."""
+    scalars = len(Transition._fields) - 1
+    return config.num_steps * config.num_envs * (obs_bytes_per_env + 4 * scalars + 8)
 
 
 def analytic_step_bytes(state: int, params: int, rollout: int, config: PPOConfig) -> int:
@@ -227,7 +229,7 @@ def analytic_step_bytes(state: int, params: int, rollout: int, config: PPOConfig
     temporaries) and one minibatch's activations forward and backward.  Checked against XLA's
     CPU analysis in tests/test_packing.py (within a factor 1.6 either way).
     """
-    activations = 2 * 2 * config.depth * config.minibatch_size * config.width * 4
+    activations = 2 * 2 * config.depth * (config.batch_size // config.num_minibatches) * config.width * 4
     return 2 * state + int(2.5 * rollout) + 4 * params + activations
 
 
@@ -402,30 +404,35 @@ def estimate_ratio(estimate: MemoryEstimate, measured: MeasuredPeak) -> float | 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m flowrl_core.training.memory --store URL --run-id ID``: estimate a prepared run and
-    store the record as the run's ``memory.json`` (run it where the trainer runs, with the trainer's
-    environment: pinned GPU, no preallocation)."""
+    """``python -m flowrl_core.training.memory --run-id ID`` with a TrainerInput JSON document on stdin
+    (the trainer's protocol: the store URL and its options stay off the command line): estimate the
+    prepared run and store :class:`RunMemory` as its ``memory.json``.  Run it where and as the trainer
+    runs (pinned GPU, no preallocation), never inside the orchestrator.  A job whose trainer is not
+    the PPO trainer gets ``estimate: null`` (packing runs it alone)."""
     from flowrl_core.errors import FlowRLError
-    from flowrl_core.lifecycle.job import load_job
-    from flowrl_core.lifecycle.train import _configure_jax  # same compilation cache as the trainer
+    from flowrl_core.lifecycle.job import DEFAULT_TRAINER, load_job
+    from flowrl_core.lifecycle.messages import TrainerInput
+    from flowrl_core.lifecycle.train import _configure_jax  # the trainer's compilation cache: it reuses ours
     from flowrl_core.plugins import load_plugins
     from flowrl_core.store.objects import Store
 
-    parser = argparse.ArgumentParser(prog="python -m flowrl_core.training.memory")
-    parser.add_argument("--store", required=True)
-    parser.add_argument("--run-id", required=True)
-    parser.add_argument("--storage-options", default="{}", help="JSON dict for fsspec")
+    parser = argparse.ArgumentParser(prog="python -m flowrl_core.training.memory",
+                                     description="Estimate one prepared run's memory; reads a TrainerInput on stdin.")
+    parser.add_argument("--run-id", required=True, help="the run to estimate (also in the input; shown in ps)")
     args = parser.parse_args(argv)
     try:
+        given = TrainerInput.from_json(sys.stdin.read())
+        if given.run_id != args.run_id:
+            raise FlowRLError(f"--run-id {args.run_id} differs from the input's run id {given.run_id}")
         load_plugins()
         _configure_jax()
-        store = Store(args.store, storage_options=json.loads(args.storage_options), create=False)
-        estimate = estimate_job(load_job(store, args.run_id))
-        store.run(args.run_id).write_doc("memory.json", RunMemory(estimate).to_dict())
+        store = Store(given.store, storage_options=given.storage_options, create=False)
+        job = load_job(store, given.run_id)
+        estimate = estimate_job(job) if job.trainer == DEFAULT_TRAINER else None
+        store.run(given.run_id).write_doc("memory.json", RunMemory(estimate).to_dict())
     except FlowRLError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 2
-    print(json.dumps(estimate.to_dict()), flush=True)
     return 0
 
 
