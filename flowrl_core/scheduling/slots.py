@@ -25,9 +25,9 @@ order stays the critical-path order, with one bounded exception (backfilling):
 
 A holder that declares no figure, asks ``exclusive=True`` (the retry after an out-of-memory),
 or needs more than any device's budget runs **alone** on a device (for an oversized need, one
-of the largest): it waits until one is empty and keeps it to itself.  Oversized needs are not refused — the estimate may be pessimistic and
-a GPU of its own is the best that can be offered; if it still runs out of memory, the OOM is
-an ordinary failure.  Each holder learns its device and its :class:`MemoryShare` (the allocator
+of the largest): it waits until one is empty and keeps it to itself.  Oversized needs are not
+refused — the estimate may be pessimistic and a GPU of its own is the best that can be
+offered; if it still runs out of memory, the OOM is an ordinary failure.  Each holder learns its device and its :class:`MemoryShare` (the allocator
 limit to give its process: see :mod:`flowrl_core.scheduling.process_memory`).
 
 Without capacities nothing changes: one training per slot, ``need_bytes`` only recorded.
