@@ -73,9 +73,12 @@ def worker_command(pool: str, name: str, limit: int = 1) -> list[str]:
             "--type", "process"]
 
 
-def worker_env(gpu: str | None, base: dict[str, str] | None = None) -> dict[str, str]:
-    env = dict(os.environ if base is None else base)
-    env["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
+def worker_env(gpu: str | None, base: dict[str, str] | None = None, limit: int = 1) -> dict[str, str]:
+    """The worker's environment, inherited by its flow runs: pinned GPU, no preallocation, and with
+    ``limit`` > 1 an even memory share per run (flowrl_core.scheduling.process_memory)."""
+    from flowrl_core.scheduling.process_memory import worker_memory_env
+
+    env = worker_memory_env(gpu, limit).apply(dict(os.environ if base is None else base))
     if gpu is not None:
         env["CUDA_VISIBLE_DEVICES"] = str(gpu)
     return env
@@ -94,4 +97,4 @@ def exec_worker(pool: str = GPU_POOL, gpu: str | None = None, *, limit: int = 1,
     # runs.  Restore the defaults so one SIGTERM stops it.
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    os.execvpe(cmd[0], cmd, worker_env(gpu))
+    os.execvpe(cmd[0], cmd, worker_env(gpu, limit=limit))

@@ -430,6 +430,37 @@ def _metrics_rows(m: Mapping[str, np.ndarray], first_update: int, batch: int, k:
     return rows
 
 
+class TrainingParts(NamedTuple):
+    """What a training builds before its first update (shared with the memory estimate, so the
+    estimate compiles exactly the update the trainer will run)."""
+
+    k: int
+    plan: CompiledPlan
+    net: MoEActorCritic
+    tx: optax.GradientTransformation
+    bank_refresh: int
+
+
+def build_training(env: Env, plan: Sequence[PlanStep], specs: Mapping[str, SkillSpec],
+                   expert_of_skill: Mapping[str, int], config: PPOConfig) -> TrainingParts:
+    k = _num_local_experts(expert_of_skill, plan)
+    compiled = compile_plan(env.item_names, env.achievement_names, plan, specs, expert_of_skill,
+                            env_name=env.name, shaping=config.shaping, completion_reward=config.completion_reward)
+    net = MoEActorCritic(num_experts=k, num_actions=env.num_actions, width=config.width, depth=config.depth,
+                         block_size=config.block_size)
+    bank_size = config.reset_bank_size or 2 * config.num_envs
+    refresh = min(bank_size, config.bank_refresh if config.bank_refresh is not None else max(1, config.num_envs // 4))
+    return TrainingParts(k, compiled, net, make_optimizer(config), refresh)
+
+
+def chunk_size(config: PPOConfig, done: int = 0) -> int:
+    """Updates fused into the next jitted call after ``done`` updates (stops at checkpoints)."""
+    n = min(config.updates_per_call, config.num_updates - done)
+    if config.checkpoint_every:
+        n = min(n, config.checkpoint_every - done % config.checkpoint_every)
+    return n
+
+
 def train(env: Env, env_params: PyTree, plan: Sequence[PlanStep], specs: Mapping[str, SkillSpec],
           expert_of_skill: Mapping[str, int], config: PPOConfig,
           init_params: Mapping[int, PyTree] | None = None, checkpoint_io: CheckpointIO | None = None,
@@ -440,18 +471,11 @@ def train(env: Env, env_params: PyTree, plan: Sequence[PlanStep], specs: Mapping
     ``init_params`` seeds local experts with :func:`~flowrl_core.training.moe.get_expert` subtrees
     (ignored when resuming: the checkpoint has the trained ones).
     """
-    k = _num_local_experts(expert_of_skill, plan)
-    compiled = compile_plan(env.item_names, env.achievement_names, plan, specs, expert_of_skill,
-                            env_name=env.name, shaping=config.shaping, completion_reward=config.completion_reward)
+    k, compiled, net, tx, refresh = build_training(env, plan, specs, expert_of_skill, config)
     num_updates = config.num_updates
     if num_updates < 1:
         raise ValueError(f"total_timesteps {config.total_timesteps} is less than one update "
                          f"({config.num_envs} envs x {config.num_steps} steps)")
-    net = MoEActorCritic(num_experts=k, num_actions=env.num_actions, width=config.width, depth=config.depth,
-                         block_size=config.block_size)
-    tx = make_optimizer(config)
-    bank_size = config.reset_bank_size or 2 * config.num_envs
-    refresh = min(bank_size, config.bank_refresh if config.bank_refresh is not None else max(1, config.num_envs // 4))
     state = init_state(env, env_params, compiled, net, tx, config, k, init_params)
     meta = _meta(env, compiled, config, k)
     if checkpoint_io is not None:
@@ -470,9 +494,7 @@ def train(env: Env, env_params: PyTree, plan: Sequence[PlanStep], specs: Mapping
     horizon = int(getattr(env_params, "max_steps", 0) or getattr(env_params, "max_timesteps", 0) or 0)
     streak = 0
     while done < num_updates and not early:
-        n = min(config.updates_per_call, num_updates - done)
-        if config.checkpoint_every:
-            n = min(n, config.checkpoint_every - done % config.checkpoint_every)
+        n = chunk_size(config, done)
         if n not in chunks:
             t0 = time.perf_counter()
             chunks[n] = make_chunk_fn(update_fn, n).lower(state).compile()
