@@ -44,7 +44,6 @@ from flowrl_core.lifecycle.prepare import (
     prepare_graph_run,
 )
 from flowrl_core.plugins import load_plugins
-from flowrl_core.scheduling.slots import PrioritySlots
 from flowrl_core.skills.parsing import parse_skill_doc, read_skill_file
 from flowrl_core.store import leases
 from flows.publish import artifact_key, publish_results
@@ -94,6 +93,8 @@ def train_skill_graph(
     overrides: dict[str, Any] | None = None,
     slots: int = 1,
     gpus: list[str] | None = None,
+    per_gpu: str | None = None,
+    gpu_memory: str | None = None,
     retries: int = 2,
     only: list[str] | None = None,
     launcher: Launcher = Launcher.LOCAL,
@@ -113,6 +114,8 @@ def train_skill_graph(
         overrides: Training settings for every skill, e.g. {"total_timesteps": 50000}; they win over the file's train maps.
         slots: Skills training at once (ignored with gpus).
         gpus: GPU ids, one slot each, e.g. ["0", "1"].
+        per_gpu: Trainings per GPU: "auto" packs them by their memory estimates, "2" runs two on each; empty: one.
+        gpu_memory: Memory of each GPU for packing, e.g. "80GiB" or "0=80GiB,1=40GiB"; empty: asks nvidia-smi.
         retries: Retries of a failed training; each resumes from the run's last checkpoint.
         only: Train only these skills; the experts their plans route through must be trained already.
         launcher: local: trainers are child processes here; pool: each skill is a child flow run on the GPU pool.
@@ -130,13 +133,14 @@ def train_skill_graph(
     settings = RunSettings(
         store=store, storage_options=dict(storage_options or {}), env=env, env_options=dict(env_options or {}),
         profile=profile, overrides=dict(overrides or {}), only=tuple(only or ()), continuation=continuation,
-        slots=int(slots), gpus=tuple(str(g) for g in gpus or ()), retries=int(retries), priority=Priority(priority),
+        slots=int(slots), gpus=tuple(str(g) for g in gpus or ()), per_gpu=per_gpu, gpu_memory=gpu_memory,
+        retries=int(retries), priority=Priority(priority),
         launcher=Launcher(launcher), deployment=deployment)
     plan = prepare_graph_run(doc, settings)
     claimed = claim_graph_run(plan)
     ctx = RunContext(store=StoreRef(claimed.store.url, settings.storage_options),
                      training=TrainingSetup(plan.env, plan.env_options, plan.trainer, continuation),
-                     library=Library.of_plan(plan), slots=PrioritySlots(plan.devices),
+                     library=Library.of_plan(plan), slots=plan.slots(),
                      launch=LaunchSettings(launcher=settings.launcher, retries=settings.retries,
                                            deployment=deployment, stale_after_s=float(stale_after_s)),
                      owner=leases.new_owner())

@@ -19,6 +19,12 @@ from typing import Any
 from flowrl_core.errors import FlowRLError
 from flowrl_core.lifecycle import messages
 from flowrl_core.lifecycle.context import RunContext, StoreRef
+from flowrl_core.scheduling.process_memory import (
+    ExitKind,
+    classify_exit,
+    jax_memory_env,
+)
+from flowrl_core.scheduling.slots import MemoryShare
 from flowrl_core.store.objects import Store
 
 
@@ -26,6 +32,10 @@ class TrainingFailed(FlowRLError, RuntimeError):
     def __init__(self, message: str, *, exit_code: int | None = None):
         super().__init__(message)
         self.exit_code = exit_code  # the trainer process's, when there was one
+
+
+class OutOfMemory(TrainingFailed):
+    """The trainer ran out of device memory: retried alone on a device, not beside others."""
 
 
 def trainer_command(run_id: str, messages_fd: int) -> list[str]:
@@ -44,14 +54,14 @@ def describe_exit(code: int) -> str:
 
 
 def run_trainer_process(store: StoreRef, run_id: str, *, skill: str, device: str, log: Any,
-                        heartbeat_s: float = 5.0) -> dict[str, Any]:
+                        heartbeat_s: float = 5.0, share: MemoryShare | None = None) -> dict[str, Any]:
     """Run the trainer child for ``run_id`` and wait; returns {"exit", "start", "end"}.
 
     Raises :class:`TrainingFailed` (with the trainer's own error message when it sent one) if
     the child fails.  While it runs, a heartbeat is written into the run folder so a watcher on
     another machine (the pool launcher) can tell a live trainer from a lost worker.
     """
-    env = dict(os.environ, XLA_PYTHON_CLIENT_PREALLOCATE="false", PYTHONUNBUFFERED="1")
+    env = jax_memory_env(share).apply(dict(os.environ, PYTHONUNBUFFERED="1"))  # its share of a packed GPU
     if device:
         env["CUDA_VISIBLE_DEVICES"] = device
     read_fd, write_fd = os.pipe()
@@ -82,8 +92,37 @@ def run_trainer_process(store: StoreRef, run_id: str, *, skill: str, device: str
     ended = time.time()
     if code != 0:
         why = state["error"] or " | ".join(list(tail)[-3:])
-        raise TrainingFailed(f"skill {skill!r}: trainer {describe_exit(code)} (run {run_id}): {why}", exit_code=code)
+        kind = classify_exit(code, f"{state['error'] or ''}\n" + "\n".join(tail))
+        error = OutOfMemory if kind is ExitKind.OUT_OF_MEMORY else TrainingFailed
+        raise error(f"skill {skill!r}: trainer {describe_exit(code)} (run {run_id}): {why}", exit_code=code)
     return {"exit": code, "start": started, "end": ended}
+
+
+def run_memory_estimate(store: StoreRef, run_id: str, *, skill: str, device: str, log: Any) -> int | None:
+    """Bytes the run's training needs (``memory.json``, estimated once per run in a child process
+    pinned like the trainer — never in the orchestrator, whose JAX would grab the GPU); None when
+    there is no figure (then the training runs alone on its device)."""
+    from flowrl_core.training.memory import RunMemory
+
+    run = store.open().run(run_id)
+    if not run.has_doc("memory.json"):
+        env = jax_memory_env(None).apply(dict(os.environ, PYTHONUNBUFFERED="1"))
+        if device:
+            env["CUDA_VISIBLE_DEVICES"] = device
+        done = subprocess.run([sys.executable, "-m", "flowrl_core.training.memory", "--run-id", run_id], env=env,
+                              input=messages.TrainerInput(store=store.url, run_id=run_id,
+                                                          storage_options=dict(store.storage_options)).to_json(),
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            log.warning("%s: no memory estimate (%s); it trains alone on its device", skill,
+                        (done.stderr.strip().splitlines() or ["?"])[-1][:300])
+            return None
+    memory = RunMemory.from_dict(run.read_doc("memory.json"))
+    if memory.estimate is None:
+        return None
+    log.info("%s: needs about %.0f MB (%s estimate)", skill, memory.estimate.total_bytes / 1e6,
+             memory.estimate.method.value)
+    return int(memory.estimate.total_bytes)
 
 
 def _read_messages(fd: int, skill: str, log: Any, state: dict[str, Any]) -> None:

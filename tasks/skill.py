@@ -12,12 +12,14 @@ checkpoint.  These tasks only call :mod:`flowrl_core.lifecycle` and report.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.context import TaskRunContext
 from prefect.futures import PrefectFuture
+from prefect.states import State
 
 from flowrl_core.lifecycle.context import RunContext
 from flowrl_core.lifecycle.job import TrainingResult, read_result
@@ -25,9 +27,16 @@ from flowrl_core.lifecycle.merge import merge_run
 from flowrl_core.lifecycle.outcomes import SkillOutcome, SkillStatus
 from flowrl_core.lifecycle.prepare import Launcher
 from flowrl_core.lifecycle.setup import SetupResult, record_failure, setup
+from flowrl_core.scheduling.slots import Grant, MemoryShare
 from flowrl_core.store import leases
 from flowrl_core.store.experts import Decision
-from tasks.launch import TrainingFailed, run_on_pool, run_trainer_process
+from tasks.launch import (
+    OutOfMemory,
+    TrainingFailed,
+    run_memory_estimate,
+    run_on_pool,
+    run_trainer_process,
+)
 
 
 @task(name="setup", cache_policy=NO_CACHE, task_run_name="setup {skill}")
@@ -50,7 +59,8 @@ def setup_task(skill: str, ctx: RunContext) -> SetupResult:
 
 
 @task(name="train", cache_policy=NO_CACHE, task_run_name="train {skill}")
-def train_task(skill: str, run_id: str, ctx: RunContext, slot: int = 0, device: str = "") -> TrainingResult:
+def train_task(skill: str, run_id: str, ctx: RunContext, slot: int = 0, device: str = "",
+               share: MemoryShare | None = None) -> TrainingResult:
     """Train ``run_id`` on ``device`` (the caller holds ``slot``); raises so Prefect retries."""
     logger = get_run_logger()
     run_ctx = TaskRunContext.get()
@@ -63,7 +73,7 @@ def train_task(skill: str, run_id: str, ctx: RunContext, slot: int = 0, device: 
             entry = run_on_pool(ctx, skill, run_id, attempt=attempt, log=logger)
         else:
             entry = run_trainer_process(ctx.store, run_id, skill=skill, device=device, log=logger,
-                                        heartbeat_s=ctx.launch.heartbeat_s)
+                                        heartbeat_s=ctx.launch.heartbeat_s, share=share)
     except TrainingFailed as exc:
         ctx.recorder.training({"skill": skill, "slot": slot, "start": started, "end": time.time(),
                                "exit": exc.exit_code if exc.exit_code is not None else 1})
@@ -73,6 +83,17 @@ def train_task(skill: str, run_id: str, ctx: RunContext, slot: int = 0, device: 
     if result is None:
         raise TrainingFailed(f"skill {skill!r}: the trainer finished but run {run_id} has no result.json")
     return result
+
+
+def _not_out_of_memory(task: object, task_run: object, state: State) -> bool:
+    """Prefect retries any failure but an out-of-memory beside others: that one is retried alone."""
+    return not isinstance(state.data, OutOfMemory)
+
+
+@task(name="estimate memory", cache_policy=NO_CACHE, task_run_name="estimate memory {skill}")
+def estimate_task(skill: str, run_id: str, ctx: RunContext) -> int | None:
+    return run_memory_estimate(ctx.store, run_id, skill=skill, device=ctx.slots.devices[0],
+                               log=get_run_logger())
 
 
 @task(name="merge", cache_policy=NO_CACHE, task_run_name="merge {skill}")
@@ -87,37 +108,89 @@ def merge_task(skill: str, run_id: str, ctx: RunContext) -> list[Decision]:
 
 @task(name="skill", cache_policy=NO_CACHE, task_run_name="{skill}")
 def skill_task(skill: str, ctx: RunContext) -> SkillOutcome:
-    """setup → train → merge for one skill; returns its outcome for the results table."""
-    started = time.time()
-    # The slot is held from setup to merge: released before the merge, it would go to whichever
-    # skill already waits, while the dependants this merge unblocks — often the critical path —
-    # are still starting.  At release it is reserved briefly for the best of those dependants.
-    with ctx.slots.hold(skill, ctx.library.priority(skill),
-                        reserve_for=lambda: ctx.library.unblocked_by(skill)) as (slot, device):
-        prepared = setup_task(skill, ctx)
-        if prepared.job is None:
-            ctx.recorder.merged(skill)
-            return SkillOutcome(skill, SkillStatus.ALREADY_DONE, frames=prepared.done_frames,
-                                duration_s=round(time.time() - started, 2))
-        job, store = prepared.job, ctx.store.open()
-        keeper = leases.LeaseKeeper(store, prepared.lease) if prepared.lease else None
-        try:
-            retry = {"retries": ctx.launch.retries, "retry_delay_seconds": ctx.launch.retry_delay_s}
-            result = train_task.with_options(**retry)(skill, job.run_id, ctx, slot, device)
-            decisions = merge_task.with_options(**retry)(skill, job.run_id, ctx)  # idempotent: retries are safe
-        except BaseException as exc:
-            record_failure(store, job, f"{type(exc).__name__}: {exc}")
-            raise
-        finally:
-            if keeper is not None:
-                keeper.close()
-        ctx.recorder.merged(skill)
-    return SkillOutcome(
-        skill, SkillStatus.TRAINED, run_id=job.run_id, frames=result.frames, success_rate=result.success_rate,
-        decisions=tuple(d.to_dict() for d in decisions), duration_s=round(time.time() - started, 2),
-        resumed=prepared.resumed,
-        artifacts={k: v for k, v in result.artifacts.items() if k in ("learning_curve", "rollout")})
+    """setup → train → merge for one skill; returns its outcome for the results table.
 
+    The device slot is held from setup to merge: released before the merge, it would go to
+    whichever skill already waits, while the dependants this merge unblocks — often the critical
+    path — are still starting; at release it is reserved briefly for the best of them.  When
+    several trainings share a GPU (packing), the slot is taken after setup instead, once the run's
+    memory estimate says how much of a device it needs.
+    """
+    started = time.time()
+    priority, unblocked = ctx.library.priority(skill), (lambda: ctx.library.unblocked_by(skill))
+    if not ctx.slots.packing:
+        with ctx.slots.hold(skill, priority, reserve_for=unblocked) as grant:
+            prepared = setup_task(skill, ctx)
+            if prepared.job is None:
+                return _already_done(skill, ctx, prepared, started)
+            with _working_on(ctx, prepared):
+                result, decisions = _train_and_merge(skill, ctx, prepared, grant)
+        return _trained(skill, prepared, result, decisions, started)
+    prepared = setup_task(skill, ctx)
+    if prepared.job is None:
+        return _already_done(skill, ctx, prepared, started)
+    with _working_on(ctx, prepared):
+        need = estimate_task(skill, prepared.job.run_id, ctx) if prepared.job.trainer == "ppo" else None
+        exclusive, finished = False, False
+        while True:  # a training that runs out of memory beside others is tried again alone, once
+            with ctx.slots.hold(skill, priority, reserve_for=lambda: unblocked() if finished else {},
+                                need_bytes=need, exclusive=exclusive) as grant:
+                try:
+                    result, decisions = _train_and_merge(skill, ctx, prepared, grant)
+                    finished = True
+                except OutOfMemory:
+                    if exclusive or (grant.memory is not None and grant.memory.exclusive):
+                        raise
+                    get_run_logger().warning("%s ran out of memory beside other trainings: retrying it alone",
+                                             skill)
+                    exclusive = True
+                    continue
+            break
+    return _trained(skill, prepared, result, decisions, started)
+
+
+@contextmanager
+def _working_on(ctx: RunContext, prepared: SetupResult) -> Iterator[None]:
+    """Keep the run's lease while this task works on it; a final failure is recorded on the run."""
+    store = ctx.store.open()
+    keeper = leases.LeaseKeeper(store, prepared.lease) if prepared.lease else None
+    try:
+        yield
+    except BaseException as exc:
+        assert prepared.job is not None
+        record_failure(store, prepared.job, f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        if keeper is not None:
+            keeper.close()
+
+
+def _already_done(skill: str, ctx: RunContext, prepared: SetupResult, started: float) -> SkillOutcome:
+    ctx.recorder.merged(skill)
+    return SkillOutcome(skill, SkillStatus.ALREADY_DONE, frames=prepared.done_frames,
+                        duration_s=round(time.time() - started, 2))
+
+
+def _train_and_merge(skill: str, ctx: RunContext, prepared: SetupResult, grant: Grant
+                     ) -> tuple[TrainingResult, list[Decision]]:
+    """Train (retried by Prefect, but not for an out-of-memory beside others) and merge (idempotent)."""
+    assert prepared.job is not None
+    retry = {"retries": ctx.launch.retries, "retry_delay_seconds": ctx.launch.retry_delay_s}
+    result = train_task.with_options(**retry, retry_condition_fn=_not_out_of_memory)(
+        skill, prepared.job.run_id, ctx, grant.slot, grant.device, grant.memory)
+    decisions = merge_task.with_options(**retry)(skill, prepared.job.run_id, ctx)
+    ctx.recorder.merged(skill)
+    return result, decisions
+
+
+def _trained(skill: str, prepared: SetupResult, result: TrainingResult, decisions: list[Decision],
+             started: float) -> SkillOutcome:
+    assert prepared.job is not None
+    return SkillOutcome(
+        skill, SkillStatus.TRAINED, run_id=prepared.job.run_id, frames=result.frames,
+        success_rate=result.success_rate, decisions=tuple(d.to_dict() for d in decisions),
+        duration_s=round(time.time() - started, 2), resumed=prepared.resumed,
+        artifacts={k: v for k, v in result.artifacts.items() if k in ("learning_curve", "rollout")})
 
 def outcome_of(skill: str, future: PrefectFuture, *, skipped: Callable[[], SkillOutcome]) -> SkillOutcome:
     """A finished ``skill`` future as a typed outcome: its own result, its own error, or — when it

@@ -15,7 +15,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-
 from flowrl_core.lifecycle.job import DEFAULT_TRAINER
 from flowrl_core.lifecycle.prepare import GraphRunPlan, Launcher
 from flowrl_core.scheduling.slots import PrioritySlots

@@ -23,6 +23,7 @@ import networkx as nx
 from flowrl_core.defaults import DEFAULT_ENV, DEFAULT_PROFILE, DEFAULT_STORE
 from flowrl_core.errors import FlowRLError, did_you_mean, short
 from flowrl_core.lifecycle.job import DEFAULT_TRAINER
+from flowrl_core.scheduling.slots import PrioritySlots
 from flowrl_core.skills.graph import (
     critical_path,
     critical_path_lengths,
@@ -66,6 +67,8 @@ class RunSettings:
     continuation: bool = False
     slots: int = 1
     gpus: tuple[str, ...] = ()
+    per_gpu: str | None = None  # "auto": pack by memory estimates; "N": N trainings per GPU; None: one
+    gpu_memory: str | None = None  # capacity per GPU for packing ("80GiB" or "0=80GiB,1=40GiB"); None: nvidia-smi
     retries: int = 2
     priority: Priority = Priority.CRITICAL_PATH
     launcher: Launcher = Launcher.LOCAL
@@ -93,6 +96,11 @@ class GraphRunPlan:
     upstream: Mapping[str, tuple[str, ...]]  # target -> the targets it waits for
     devices: tuple[str, ...]  # what each slot pins: a GPU id, or "" on the CPU
     store_exists: bool
+    capacities: Mapping[str, int] = field(default_factory=dict)  # bytes per GPU when packing by memory
+
+    def slots(self) -> PrioritySlots:
+        """The device slots this run hands out (packed by memory when capacities are known)."""
+        return PrioritySlots.packed(self.capacities) if self.capacities else PrioritySlots(self.devices)
 
     @property
     def specs(self) -> tuple[SkillSpec, ...]:
@@ -112,6 +120,12 @@ def _check_settings(s: RunSettings, order: Sequence[str]) -> tuple[tuple[str, ..
     if any(not g for g in gpus) or len(set(gpus)) != len(gpus) or len(gpus) > MAX_SLOTS:
         raise RunSettingsError(f"gpus must be distinct, non-empty GPU ids (e.g. 0,1), got {short(list(s.gpus))}")
     devices = gpus if gpus else ("",) * s.slots
+    if s.per_gpu not in (None, "", "auto"):
+        if not str(s.per_gpu).isdigit() or not 1 <= int(s.per_gpu) <= 64:
+            raise RunSettingsError(f"--per-gpu must be 'auto' or a count in [1, 64], got {short(s.per_gpu)}")
+        if not gpus:
+            raise RunSettingsError("--per-gpu needs --gpus (e.g. --gpus 0,1 --per-gpu 2)")
+        devices = tuple(g for g in gpus for _ in range(int(s.per_gpu)))
     unknown = [n for n in s.only if n not in order]
     if unknown:
         keys = {skill_key(n): n for n in order}
@@ -149,8 +163,13 @@ def prepare_graph_run(doc: SkillFileDoc, settings: RunSettings) -> GraphRunPlan:
     priorities = lengths if settings.priority is Priority.CRITICAL_PATH else {}
     target_set = set(targets)
     upstream = {n: tuple(d for d in graph.predecessors(n) if d in target_set) for n in targets}
+    capacities: dict[str, int] = {}
+    if settings.per_gpu == "auto" or settings.gpu_memory:
+        from flowrl_core.scheduling.devices import gpu_capacities
+
+        capacities = gpu_capacities(devices if settings.gpus else (), settings.gpu_memory)
     return GraphRunPlan(
-        doc=doc, settings=settings, label=doc.name or doc.source, env=env_name, env_options=env_options,
+        doc=doc, settings=settings, capacities=capacities, label=doc.name or doc.source, env=env_name, env_options=env_options,
         trainer=trainer, graph=graph, order=order, targets=targets, plans=plans, configs=configs, budgets=budgets,
         priorities=priorities, critical_path=tuple(critical_path(graph, weights)), upstream=upstream,
         devices=devices, store_exists=store_exists)

@@ -20,7 +20,12 @@ from typing import Any
 
 from flowrl_core.errors import FlowRLError
 from flowrl_core.lifecycle import messages
-from flowrl_core.lifecycle.job import TrainingResult, expert_parts, load_job, read_result
+from flowrl_core.lifecycle.job import (
+    TrainingResult,
+    expert_parts,
+    load_job,
+    read_result,
+)
 from flowrl_core.lifecycle.trainers import TrainerContext, resolve_trainer
 from flowrl_core.plugins import load_plugins
 from flowrl_core.store.objects import Store
@@ -68,12 +73,25 @@ def run_job(store: Store, run_id: str, *, send: Callable[[messages.Message], Non
                             early_stopped=trained.early_stopped, resumed_from_update=run.resumed_from,
                             expert_steps_global=dict(trained.expert_steps), metrics=dict(trained.metrics),
                             artifacts=dict(trained.artifacts))
+    _record_memory(run)
     run.write_doc("result.json", result.to_dict())  # last: its presence means the run is finished
     send(messages.Finished(run_id=run_id, frames=result.frames, early_stopped=result.early_stopped))
     return result
 
 
-def _configure_jax() -> None:
+def _record_memory(run: Any) -> None:
+    """The peak device memory this training used (where the backend reports it) beside the
+    estimate it was packed by, so estimates can be checked (``memory.json``)."""
+    from flowrl_core.training.memory import RunMemory, measure_peak
+
+    try:
+        previous = RunMemory.from_dict(run.read_doc("memory.json")) if run.has_doc("memory.json") else None
+        run.write_doc("memory.json", RunMemory(previous.estimate if previous else None, measure_peak()).to_dict())
+    except Exception as exc:  # noqa: BLE001 - a missing figure must not fail a finished training
+        print(f"could not record the memory figures: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+
+
+def configure_jax() -> None:
     import jax
 
     cache = os.environ.get("FLOWRL_JAX_CACHE", os.path.expanduser("~/.cache/flowrl/jax"))
@@ -99,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         if given.run_id != args.run_id:
             raise messages.ProtocolError(f"--run-id {args.run_id} differs from the input's run id {given.run_id}")
         load_plugins()
-        _configure_jax()
+        configure_jax()
         store = Store(given.store, storage_options=given.storage_options, create=False)
         run_job(store, given.run_id, send=send)
     except FlowRLError as exc:

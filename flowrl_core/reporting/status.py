@@ -10,7 +10,6 @@ from flowrl_core.store.experts import current_version
 from flowrl_core.store.objects import Store
 from flowrl_core.store.runs import RunRecord, RunState, skill_runs
 
-
 STATUS_SCHEMA = "flowrl.status/1"
 
 

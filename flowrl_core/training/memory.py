@@ -412,7 +412,9 @@ def main(argv: list[str] | None = None) -> int:
     from flowrl_core.errors import FlowRLError
     from flowrl_core.lifecycle.job import DEFAULT_TRAINER, load_job
     from flowrl_core.lifecycle.messages import TrainerInput
-    from flowrl_core.lifecycle.train import _configure_jax  # the trainer's compilation cache: it reuses ours
+    from flowrl_core.lifecycle.train import (
+        configure_jax,  # the trainer's compilation cache: it reuses ours
+    )
     from flowrl_core.plugins import load_plugins
     from flowrl_core.store.objects import Store
 
@@ -425,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
         if given.run_id != args.run_id:
             raise FlowRLError(f"--run-id {args.run_id} differs from the input's run id {given.run_id}")
         load_plugins()
-        _configure_jax()
+        configure_jax()
         store = Store(given.store, storage_options=given.storage_options, create=False)
         job = load_job(store, given.run_id)
         estimate = estimate_job(job) if job.trainer == DEFAULT_TRAINER else None

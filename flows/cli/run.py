@@ -155,7 +155,8 @@ def _flow_kwargs(doc: Any, plan: Any) -> dict[str, Any]:
     data = doc.to_data()
     data.setdefault("name", Path(doc.source).stem)  # the artifacts' key, as if the flow had read the file
     return dict(store=s.store, env=s.env, profile=s.profile, overrides=dict(s.overrides) or None,
-                slots=s.slots, gpus=list(s.gpus) or None, retries=s.retries, only=list(s.only) or None,
+                slots=s.slots, gpus=list(s.gpus) or None, per_gpu=s.per_gpu, gpu_memory=s.gpu_memory,
+                retries=s.retries, only=list(s.only) or None,
                 env_options=dict(s.env_options) or None, storage_options=dict(s.storage_options) or None,
                 internal={"skills": data, "continuation": s.continuation})
 
@@ -170,6 +171,10 @@ def run(
     profile: str = typer.Option(DEFAULT_PROFILE, help="Training profile: cpu, tiny or default (the GPU-scale reference)."),
     slots: int = typer.Option(1, help="Skills training at once (ignored with --gpus)."),
     gpus: Optional[str] = typer.Option(None, help="Comma-separated GPU ids, one slot each, e.g. 0,1,2,3."),
+    per_gpu: Optional[str] = typer.Option(None, "--per-gpu", help="Trainings sharing each GPU: 'auto' packs them "
+                                          "by their memory estimates, N runs N on each (default: one)."),
+    gpu_memory: Optional[str] = typer.Option(None, "--gpu-memory", help="Memory of each GPU for packing, e.g. 80GiB "
+                                             "or 0=80GiB,1=40GiB (default: nvidia-smi)."),
     retries: int = typer.Option(2, help="Retries of a failed training (each resumes from its checkpoint)."),
     only: Optional[list[str]] = typer.Option(None, help="Train only these skills (repeatable); the experts their "
                                              "plans route through must be trained already."),
@@ -184,7 +189,7 @@ def run(
     gpu_list = tuple(g.strip() for g in gpus.split(",")) if gpus else ()
     plan = _prepare(doc, store=store, env=env, env_options=_parse_settings(env_opt or [], "--env-opt"),
                     profile=profile, overrides=_parse_settings(set_ or []), only=tuple(only or ()), slots=slots,
-                    gpus=gpu_list, retries=retries)
+                    gpus=gpu_list, per_gpu=per_gpu, gpu_memory=gpu_memory, retries=retries)
     raise typer.Exit(_run_flow(_flow_kwargs(doc, plan), plan, as_json=as_json))
 
 
