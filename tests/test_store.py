@@ -137,9 +137,12 @@ def test_index_assignment_across_processes_is_unique(tmp_path):
 def test_run_checkpoints_keep_latest_and_metrics(mem_url):
     run = Store(mem_url).run("r-1")
     assert run.load_latest() is None
+    from flax import serialization
+
+    states = {u: serialization.msgpack_serialize({"state": u}) for u in (1, 2, 3)}
     for update in (1, 2, 3):
-        run.save(update, f"state{update}".encode())
-    assert run.load_latest() == b"state3"
+        run.save(update, states[update])
+    assert run.load_latest() == states[3] and run.resumed_from == 3
     assert run.checkpoints() == ["000000002.msgpack", "000000003.msgpack"]
     run.write_metrics([{"update": 1, "success": 0.5}, {"update": 2, "success": 0.75}])
     assert [r["update"] for r in run.read_metrics()] == [1, 2]

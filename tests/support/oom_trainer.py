@@ -31,5 +31,25 @@ def main() -> None:
     print(f"sum {float(jax.device_get(x.sum()))}", flush=True)
 
 
+def _ppo_or_out_of_memory(real):
+    """As a plugin (``FLOWRL_PLUGINS=tests.support.oom_trainer``): the PPO trainer, except that it
+    fails the way XLA does when its memory share (``XLA_PYTHON_CLIENT_MEM_FRACTION``) is below
+    ``FLOWRL_TEST_OOM_BELOW_FRACTION`` — a flow-level drill of the retry-alone rule on a CPU."""
+
+    def train(ctx):
+        limit = float(os.environ.get("FLOWRL_TEST_OOM_BELOW_FRACTION", "0"))
+        share = float(os.environ.get("XLA_PYTHON_CLIENT_MEM_FRACTION", "1"))
+        if share < limit:
+            raise RuntimeError(f"RESOURCE_EXHAUSTED: Out of memory while trying to allocate (test: share {share} "
+                               f"below {limit})")
+        return real(ctx)
+
+    return train
+
+
 if __name__ == "__main__":
     main()
+else:
+    from flowrl_core.lifecycle import trainers
+
+    trainers.TRAINERS["ppo"] = _ppo_or_out_of_memory(trainers.TRAINERS["ppo"])
