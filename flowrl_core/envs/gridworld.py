@@ -275,6 +275,9 @@ class Gridworld:
     item_names = ITEM_NAMES
     achievement_names = ACHIEVEMENT_NAMES
     num_actions = NUM_ACTIONS
+    action_names: tuple[str, ...] = tuple(a.name.lower() for a in Action)
+    block_names: tuple[str, ...] = tuple(t.name.lower() for t in Tile)
+    step_allowance = 10  # env steps per plan run: see STEP_ALLOWANCE_NOTE
 
     def __init__(self, **config: int | float) -> None:
         cfg = GridConfig(**config)
@@ -461,6 +464,12 @@ class Gridworld:
 
     def inventory(self, state: GridState) -> jax.Array:
         return state.inventory
+
+    def nearby_blocks(self, state: GridState) -> jax.Array:
+        """bool[len(block_names)]: tile types in the crafting range (the agent's cell and its 8 neighbours)."""
+        near = jnp.max(jnp.abs(self._cell_coords() - state.pos), axis=-1) <= 1
+        flat = state.map.reshape(-1).astype(jnp.int32)
+        return jnp.any(near[:, None] & (flat[:, None] == jnp.arange(NUM_TILES)[None, :]), axis=0)
 
     def achievements(self, state: GridState) -> jax.Array:
         return state.achievements

@@ -45,6 +45,13 @@ class PPOConfig:
     shaping: float = 0.1  # per item of progress toward a step's gains (see predicates)
     completion_reward: float = 1.0  # per completed plan step
     block_size: int | None = None  # MoE dispatch block; None: moe.default_block_size
+    # Steps one attempt may take before it ends as a failure (training, early stopping and
+    # evaluation alike); None: env.step_allowance x the plan's runs (flowrl_core.training.budget).
+    max_steps: int | None = None
+    # Fraction of new episodes that start from a saved "frontier" state (an env that had just
+    # finished every prerequisite step) instead of a fresh world; 0 = off.  Never in evaluation.
+    frontier_reset_prob: float = 0.0
+    frontier_buffer_size: int | None = None  # frontier states kept; None: num_envs
 
     def __post_init__(self) -> None:
         for name in ("num_envs", "num_steps", "update_epochs", "num_minibatches", "width", "depth",
@@ -59,6 +66,13 @@ class PPOConfig:
             raise ValueError("PPOConfig.checkpoint_every must be >= 0")
         if self.success_threshold is not None and not 0.0 < self.success_threshold <= 1.0:
             raise ValueError("PPOConfig.success_threshold must be in (0, 1] or None")
+        for name in ("max_steps", "frontier_buffer_size"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"PPOConfig.{name} must be a positive int or None, got {value!r}")
+        if not 0.0 <= self.frontier_reset_prob < 1.0:
+            raise ValueError("PPOConfig.frontier_reset_prob must be in [0, 1) (1 would never start a fresh "
+                             f"episode again), got {self.frontier_reset_prob!r}")
 
     @property
     def batch_size(self) -> int:
