@@ -31,7 +31,7 @@ from flowrl_core.evaluation import evaluate_policies, network_policy
 from flowrl_core.skills.graph import build_graph, training_order
 from flowrl_core.skills.parsing import load_skill_doc
 from flowrl_core.skills.plan import execution_plan
-from flowrl_core.training.budget import step_budget
+from flowrl_core.training.budget import plan_runs, step_budget
 from flowrl_core.training.config import PPOConfig
 
 
@@ -61,7 +61,7 @@ def train_flat(env, env_params, config: PPOConfig, frames: int, log=None):
 def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--file", default="examples/gridworld_basic.yaml")
-    ap.add_argument("--target", default=None, help="skill to evaluate on (default: the last in training order)")
+    ap.add_argument("--target", default=None, help="skill to evaluate on (default: the one with the longest plan)")
     ap.add_argument("--profile", default="cpu", help="sizes the network and the frame total, as flowrl run")
     ap.add_argument("--frames", type=int, default=None, help="override the frame total")
     ap.add_argument("--seed", type=int, default=0, help="training seed (evaluation uses its own stream)")
@@ -74,7 +74,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     specs, defaults = load_skill_doc(args.file)
     env_name, options = defaults.get("env") or "gridworld", dict(defaults.get("env_options") or {})
     env, env_params = make_env_and_params(env_name, options)
-    target = args.target or training_order(build_graph(specs))[-1]
+    order = training_order(build_graph(specs))
+    target = args.target or max(order, key=lambda n: (plan_runs(execution_plan(specs, n)), order.index(n)))
     by_name = {s.name: s for s in specs}
     plan = execution_plan(specs, target)
     target_cfg = skill_configs(specs, args.profile)[target]

@@ -119,7 +119,13 @@ def _full_inventory(inv: Any) -> list[jax.Array]:
 class CraftaxEnv:
     """A Craftax symbolic env behind the flowrl protocol (step never auto-resets)."""
 
-    step_allowance = 50  # env steps per plan run on the 64x64 map: see STEP_ALLOWANCE_NOTE
+    # Env steps one plan run may take (a skill's default step budget is this x its plan's runs;
+    # flowrl_core.training.budget).  Measured on Craftax-Classic (256 fresh episodes): within 50
+    # steps a uniform random policy collects wood in 21.5 % of episodes, within 150 places a table
+    # in 6.6 % (and dies in 59 %); a trained Make_Stone_Pickaxe (8 runs) took ~87 steps, so 50 per
+    # run leaves room for the exploration iron and diamonds need.  The 10,000-step horizon is no
+    # budget: a random policy "succeeds" at the first skills if it only has to survive long enough.
+    step_allowance = 50
 
     def __init__(self, name: str = "Craftax-Classic-Symbolic-v1") -> None:
         if name not in _ENV_CLASSES:
