@@ -128,3 +128,22 @@ def test_wilson_interval():
     assert lo == pytest.approx(0.4038, abs=1e-3) and hi == pytest.approx(0.5962, abs=1e-3)
     lo, hi = wilson_interval(100, 100)
     assert hi == 1.0 and 0.96 < lo < 0.97
+
+
+def test_recorded_evaluations_latest_first_traces_beside_the_run(report, mem_url):
+    import dataclasses
+    import time
+
+    from flowrl_core.evaluation import latest_evaluation, record_evaluation
+    from flowrl_core.store.objects import Store
+
+    store = Store(mem_url)
+    assert latest_evaluation(store, "Place_Table") is None
+    record_evaluation(store, report, run_id="Place-Table-run1")
+    time.sleep(0.01)
+    later = dataclasses.replace(report, seed=9)
+    record_evaluation(store, later)
+    got = latest_evaluation(store, "Place_Table")
+    assert got == later and got.traces == ()  # the per-skill record is the slim one
+    with_traces = EvalReport.from_dict(store.run("Place-Table-run1").read_doc("evaluation.json"))
+    assert with_traces.traces == report.traces and len(with_traces.traces) == 64

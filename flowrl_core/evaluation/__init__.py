@@ -21,11 +21,18 @@ from flowrl_core.evaluation.records import (
     StepTrace,
     wilson_interval,
 )
-from flowrl_core.evaluation.store import EvaluationError, evaluate_skill, load_stored_skill
+from flowrl_core.evaluation.store import (
+    EvaluationError,
+    evaluate_skill,
+    latest_evaluation,
+    load_stored_skill,
+    record_evaluation,
+)
 
 __all__ = [
     "DEFAULT_EPISODES", "EndReason", "EpisodeTrace", "EvalReport", "EvaluationError", "PlanStepStats", "Policy",
     "PolicyEvaluation", "PolicyStats", "StepTrace", "composed_policy", "evaluate_against_random",
-    "evaluate_policies", "evaluate_skill", "load_stored_skill", "network_policy", "random_policy",
+    "evaluate_policies", "evaluate_skill", "latest_evaluation", "load_stored_skill", "network_policy", "random_policy",
+    "record_evaluation",
     "wilson_interval",
 ]

@@ -104,3 +104,35 @@ def evaluate_skill(store: Store, skill: str, *, episodes: int = DEFAULT_EPISODES
     return evaluate_against_random(env_obj, env_params, list(stored.plan), stored.specs, stored.policy,
                                    env_name=env_name, env_options=options, episodes=episodes, max_steps=budget,
                                    seed=seed, greedy=greedy, versions=stored.versions)
+
+
+# --------------------------------------------------------------------------- recorded evaluations
+#
+# Where evaluations live, for the flow (an eval task after each training), `flowrl status` (the
+# latest one) and the nightly continuation (weakest skills by evaluated success):
+#   skills/<name>/evaluations/<stamp>.json   the report without traces (small; one per evaluation)
+#   runs/<run_id>/evaluation.json            the same report with every episode's trace, beside the
+#                                            run it evaluated (what trajectory analysis reads)
+
+
+def _stamp() -> str:
+    from flowrl_core.store.objects import now_iso
+
+    return now_iso().replace(":", "").replace("-", "").replace("+0000", "Z").replace("+00:00", "Z")
+
+
+def record_evaluation(store: Store, report: EvalReport, *, run_id: str | None = None) -> str:
+    """Store ``report`` under its skill (and, with traces, in run ``run_id``'s folder); returns its name."""
+    name = f"{_stamp()}-{run_id or 'manual'}.json"
+    store.write_json(("skills", report.skill, "evaluations", name), report.to_dict() | {"run_id": run_id})
+    if run_id is not None:
+        store.run(run_id).write_doc("evaluation.json", report.to_dict(with_traces=True))
+    return name
+
+
+def latest_evaluation(store: Store, skill: str) -> EvalReport | None:
+    """The skill's most recent recorded evaluation (None: never evaluated)."""
+    names = [n for n in store.list(("skills", skill, "evaluations")) if n.endswith(".json")]
+    if not names:
+        return None
+    return EvalReport.from_dict(store.read_json(("skills", skill, "evaluations", max(names))))
