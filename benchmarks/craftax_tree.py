@@ -63,11 +63,11 @@ def target_of(skill: str, report: dict[str, Any] | None, wall_s: float | None) -
     return ""
 
 
-def _seconds(record: dict[str, Any]) -> float | None:
+def _seconds(record: Any) -> float | None:
+    """Wall time of one completed run from its record (started_at → ended_at)."""
     try:
-        return (datetime.fromisoformat(record["completed_at"]) - datetime.fromisoformat(record["started_at"])
-                ).total_seconds()
-    except (KeyError, TypeError, ValueError):
+        return (datetime.fromisoformat(record.ended_at) - datetime.fromisoformat(record.started_at)).total_seconds()
+    except (TypeError, ValueError):
         return None
 
 
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     from flowrl_core.skills.graph import build_graph, training_order
     from flowrl_core.skills.parsing import load_skill_file
     from flowrl_core.store.objects import Store
-    from flowrl_core.store.runs import skill_runs
+    from flowrl_core.store.runs import completed_runs
 
     specs = load_skill_file(FILE)
     skills = [s for s in training_order(build_graph(specs)) if not args.only or s in args.only]
@@ -110,8 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict[str, Any]] = []
     elapsed = 0.0
     for skill in skills:
-        completed = [r for r in skill_runs(store, skill).values() if r.get("status") == "completed"]
-        frames = sum(int(r.get("frames", 0)) for r in completed)
+        completed = completed_runs(store, skill)
+        frames = sum(r.frames for r in completed)
         wall = sum(s for r in completed if (s := _seconds(r)) is not None) if completed else None
         elapsed += wall or 0.0
         res = flowrl("eval", skill, "--store", args.store, "--episodes", str(args.episodes), "--seed",

@@ -43,7 +43,7 @@ def skill_configs(specs: Sequence[SkillSpec], profile: str = "cpu",
 
 def train_skills(store: Store, specs: Sequence[SkillSpec], *, env: str, env_options: Mapping[str, Any] | None = None,
                  profile: str = "cpu", overrides: Mapping[str, Any] | None = None,
-                 only: Sequence[str] | None = None, echo: bool = False) -> list[TrainedSkill]:
+                 only: Sequence[str] | None = None) -> list[TrainedSkill]:
     """setup → train → merge for every skill (or ``only`` these), dependencies first."""
     configs = skill_configs(specs, profile, overrides)
     order = training_order(build_graph(list(specs)))
@@ -60,21 +60,21 @@ def train_skills(store: Store, specs: Sequence[SkillSpec], *, env: str, env_opti
         if res.job is None:
             out.append(TrainedSkill(name, None, res.done_frames, False, None, 0.0))
             continue
-        run_job(store, res.job.run_id, echo=echo)
+        run_job(store, res.job.run_id)
         merge_run(store, res.job.run_id)
-        result = read_result(store, res.job.run_id) or {}
-        out.append(TrainedSkill(name, res.job.run_id, int(result.get("frames", 0)), bool(result.get("early_stopped")),
-                                (result.get("metrics") or {}).get("success_rate"), time.perf_counter() - t0))
+        result = read_result(store, res.job.run_id)
+        assert result is not None, f"run {res.job.run_id} of {name} finished without a result"
+        out.append(TrainedSkill(name, res.job.run_id, result.frames, result.early_stopped, result.success_rate,
+                                time.perf_counter() - t0))
     return out
 
 
 def train_file(store: Store, skills_file: str | Path, *, env: str | None = None,
                env_options: Mapping[str, Any] | None = None, profile: str = "cpu",
-               overrides: Mapping[str, Any] | None = None, only: Sequence[str] | None = None,
-               echo: bool = False) -> list[TrainedSkill]:
+               overrides: Mapping[str, Any] | None = None, only: Sequence[str] | None = None) -> list[TrainedSkill]:
     """:func:`train_skills` on a skill file, with its ``env``/``env_options`` defaults as ``flowrl run`` uses them."""
     specs, defaults = load_skill_doc(skills_file)
     env = env or defaults.get("env") or "gridworld"
     options = {**defaults.get("env_options", {}), **(env_options or {})}
     return train_skills(store, specs, env=env, env_options=options, profile=profile, overrides=overrides,
-                        only=only, echo=echo)
+                        only=only)

@@ -83,25 +83,26 @@ GENERATED = {"chain8": chain, "fanout12": fan_out, "diamond3x4": diamond_lattice
 
 def to_skills(dag: Dag) -> dict[str, Any]:
     """Synthetic skills: no requirements, explicit depends_on, duration carried as the frame budget (ms)."""
-    return {"skills": [{"name": s["name"], "gains": {"sapling": 1}, "depends_on": list(s["deps"]),
-                        "train": {"total_timesteps": max(1, int(round(s["duration_s"] * 1000)))}} for s in dag]}
+    return {"trainer": "benchmarks.orchestration:sleep_trainer",
+            "skills": [{"name": s["name"], "gains": {"sapling": 1}, "depends_on": list(s["deps"]),
+                        "train": {"total_timesteps": max(1, int(round(s["duration_s"] * 1000)))}}
+                       for s in dag]}
 
 
 # ----------------------------------------------------------------------------- the fixture trainer
-def sleep_trainer(store: Any, run_id: str) -> None:
-    """Benchmark fixture: hold the slot for the skill's duration, then write a trivial result."""
-    from flowrl_core.lifecycle.job import expert_parts, load_job
-    from flowrl_core.store.params import params_to_bytes
+def sleep_trainer(ctx: Any) -> Any:
+    """Benchmark trainer (the skill file names it with ``trainer:``): hold the slot for the skill's
+    duration (its frame budget in ms), then return trivial experts.  It runs in the trainer child
+    process like the real one, so the launch path measured is the product's."""
+    from flowrl_core.lifecycle.trainers import TrainedRun
+
     started = time.time()
-    job = load_job(store, run_id)
-    frames = int(job.config["total_timesteps"])
+    frames = int(ctx.job.config["total_timesteps"])
     time.sleep(frames / 1000.0)
-    run = store.run(run_id)
-    run.write_doc("bench.json", {"train_start": started})  # wall clock: the trainer may be another process
-    for g in job.remap.local_to_global.values():
-        store.write_bytes(expert_parts(run, g), params_to_bytes({"w": np.zeros(1, np.float32)}))
-    run.write_doc("result.json", {"run_id": run_id, "skill": job.skill, "frames": frames, "updates": 1,
-                                  "early_stopped": False, "expert_steps_global": {}, "metrics": {}})
+    ctx.run.write_doc("bench.json", {"train_start": started})  # wall clock: the trainer is another process
+    experts = {g: {"w": np.zeros(1, np.float32)} for g in ctx.job.remap.local_to_global.values()}
+    return TrainedRun(experts=experts, frames=frames, updates=1, early_stopped=False,
+                      expert_steps={g: 0 for g in experts}, metrics={})
 
 
 # ----------------------------------------------------------------------------- ideal schedule
@@ -157,17 +158,17 @@ def measure(dag: Dag, slots: int, priority: str, launcher: str = "local") -> dic
         path.write_text(json.dumps(to_skills(dag)))
         store = str(Path(tmp) / "store")
         state = train_skill_graph(skills_file=str(path), store=store, profile="tiny",
-                                  slots=slots, retries=0, priority=priority, launcher=launcher,
-                                  trainer="benchmarks.orchestration:sleep_trainer", return_state=True)
+                                  overrides={"num_envs": 1, "num_steps": 1, "num_minibatches": 1},  # 1 frame = 1 ms
+                                  slots=slots, retries=0, launcher=launcher, return_state=True,
+                                  internal={"priority": priority})
         summary = state.result(raise_on_failure=False)
         if not state.is_completed():
             raise RuntimeError(f"benchmark flow failed: {state.message}")
         st = Store(store, create=False)
-        train_start = {r["skill"]: st.run(r["run_id"]).read_doc("bench.json")["train_start"]
-                       for r in summary["skills"]}
+        train_start = {o.skill: st.run(o.run_id).read_doc("bench.json")["train_start"] for o in summary.outcomes}
     wall = time.time() - time.monotonic()  # the orchestrator's monotonic clock -> wall clock
-    events = {e["label"]: e for e in summary["slot_events"]}
-    merged = summary["merged_at"]
+    events = {e["label"]: e for e in summary.slot_events}
+    merged = summary.merged_at
     t0 = min(e["acquired_at"] for e in events.values())
     makespan = max(merged.values()) - t0
     by_slot: dict[int, list[dict[str, Any]]] = {}
@@ -190,7 +191,7 @@ def measure(dag: Dag, slots: int, priority: str, launcher: str = "local") -> dic
     return {"slots": slots, "priority": priority, "launcher": launcher, "makespan_s": makespan, "lower_bound_s": bound,
             "ratio_to_bound": makespan / bound, "ideal_s": ideal, "ratio_to_ideal": makespan / ideal,
             "latency_p50_s": statistics.median(latencies), "latency_p95_s": float(np.percentile(latencies, 95)),
-            "peak": summary["peak_concurrency"]}
+            "peak": summary.peak_concurrency}
 
 
 def run_all(dags: dict[str, Dag], slot_counts: list[int], orders: list[str], launcher: str,

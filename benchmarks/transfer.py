@@ -35,7 +35,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 
 from flowrl_core.envs import make_env_and_params
-from flowrl_core.skills.parsing import load_skill_doc
+from flowrl_core.skills.parsing import read_skill_file
 from flowrl_core.skills.plan import execution_plan, plan_skills
 from flowrl_core.skills.spec import PlanStep, SkillSpec
 from flowrl_core.training.config import PPOConfig
@@ -92,8 +92,9 @@ class _Reached(Exception):
 
 def load_gridworld(skill_file: Path = SKILL_FILE) -> tuple[Any, Any, dict[str, SkillSpec], dict[str, Any]]:
     """(env, env_params, specs by name, skill-file doc) for the example gridworld tech tree."""
-    specs, doc = load_skill_doc(skill_file)
-    env, env_params = make_env_and_params(doc.get("env", "gridworld"), doc.get("env_options") or {"max_steps": 60})
+    doc = read_skill_file(skill_file)
+    specs = list(doc.specs)
+    env, env_params = make_env_and_params(doc.env or "gridworld", dict(doc.env_options) or {"max_steps": 60})
     return env, env_params, {s.name: s for s in specs}, doc
 
 

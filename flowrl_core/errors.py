@@ -9,6 +9,13 @@ import difflib
 from collections.abc import Iterable
 
 
+def short(value: object, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters: error messages never quote a whole value
+    (a YAML alias bomb expands to megabytes)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def did_you_mean(word: str, options: Iterable[str]) -> str:
     """`` (did you mean 'wood'?)`` for the closest option, or ``""`` when nothing is close."""
     match = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)

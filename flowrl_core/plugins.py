@@ -15,11 +15,13 @@ import importlib
 import os
 from typing import Any
 
+from flowrl_core.errors import FlowRLError
+
 PLUGINS_ENV = "FLOWRL_PLUGINS"
 
 
-class ImportPathError(ValueError):
-    pass
+class ImportPathError(FlowRLError, ValueError):
+    """An import path that names nothing importable and callable."""
 
 
 def resolve_callable(path: str, kind: str = "function") -> Any:
@@ -30,7 +32,10 @@ def resolve_callable(path: str, kind: str = "function") -> Any:
     try:
         target: Any = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ImportPathError(f"module {module_name!r} cannot be imported ({exc})") from None
+        raise ImportPathError(f"module {module_name!r} cannot be imported ({str(exc)[:200]})") from None
+    except Exception as exc:  # noqa: BLE001 - user code: whatever it raises on import is its error
+        raise ImportPathError(f"module {module_name!r} raised {type(exc).__name__} when imported: "
+                              f"{str(exc)[:200]}") from None
     for part in attr.split("."):
         if not hasattr(target, part):
             raise ImportPathError(f"module {module_name!r} has no {attr!r}")
@@ -47,6 +52,7 @@ def load_plugins(value: str | None = None) -> list[str]:
     for name in names:
         try:
             importlib.import_module(name)
-        except ImportError as exc:
-            raise ImportPathError(f"{PLUGINS_ENV}: module {name!r} cannot be imported ({exc})") from None
+        except Exception as exc:  # noqa: BLE001 - user code
+            raise ImportPathError(f"{PLUGINS_ENV}: module {name!r} cannot be imported "
+                                  f"({type(exc).__name__}: {str(exc)[:200]})") from None
     return names

@@ -1,8 +1,9 @@
 """``continue-weakest``: train the least successful skills of a store a little further.
 
-Meant to run on a schedule (nightly, see prefect.yaml).  It reads the store only — the
-skills' specs were saved there by earlier runs — and sends each chosen skill through the same
+Meant to run on a schedule (nightly, see prefect.yaml).  It reads the store only — the skills'
+specs were saved there by earlier runs — and sends the chosen skills through the same
 setup → train → merge path as a continuation, so the frame-count rule decides what is kept.
+Each skill continues in the environment (and with the env options) its last run trained in.
 """
 
 from __future__ import annotations
@@ -11,16 +12,17 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from flowrl_core.defaults import DEFAULT_STORE
-from flowrl_core.reporting.status import summarize_store
+from flowrl_core.defaults import DEFAULT_PROFILE, DEFAULT_STORE
+from flowrl_core.lifecycle.prepare import Launcher
+from flowrl_core.plugins import load_plugins
+from flowrl_core.reporting.status import StoreStatus, last_job, summarize_store
 from flowrl_core.store.objects import Store
-from flows.graph_flow import train_skill_graph
+from flows.graph_flow import GraphRunInternals, train_skill_graph
 
 
-def weakest(summary: dict[str, Any], count: int) -> list[str]:
-    """Skills with a known success rate, lowest first (never-evaluated skills first of all)."""
-    rows = [(s["success_rate"] if s["success_rate"] is not None else -1.0, name)
-            for name, s in summary["skills"].items() if s["completed_runs"]]
+def weakest(status: StoreStatus, count: int) -> list[str]:
+    """Skills with a completed run, lowest success first (never-measured skills first of all)."""
+    rows = [(s.success_rate if s.success_rate is not None else -1.0, s.name) for s in status.skills if s.completed_runs]
     return [name for _, name in sorted(rows)[:count]]
 
 
@@ -29,20 +31,34 @@ def continue_weakest(
     store: str = DEFAULT_STORE,
     count: int = 2,
     frames: int = 100_000,
-    env: str = "gridworld",
-    profile: str = "cpu",
-    launcher: str = "local",
+    profile: str = DEFAULT_PROFILE,
+    launcher: Launcher = Launcher.LOCAL,
     slots: int = 1,
     storage_options: dict[str, Any] | None = None,
 ) -> Any:
+    load_plugins()
     logger = get_run_logger()
     st = Store(store, storage_options=storage_options, create=False)
     chosen = weakest(summarize_store(st), count)
     if not chosen:
         logger.info("no trained skills in %s yet: nothing to continue", st.url)
         return {"continued": []}
-    logger.info("continuing %s by %d frames each", ", ".join(chosen), frames)
+    groups: dict[tuple[str, str], list[str]] = {}
+    envs: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
+    for name in chosen:
+        job = last_job(st, name)
+        env, options = (job.env, dict(job.env_options)) if job else (None, {})
+        key = (str(env), repr(sorted(options.items())))
+        groups.setdefault(key, []).append(name)
+        envs[key] = (env, options)
     skills = {"skills": [st.load_skill(n).to_dict() for n in st.skill_names()]}
-    return train_skill_graph(skills=skills, store=store, env=env, profile=profile,
-                             overrides={"total_timesteps": frames}, only=chosen, continuation=True,
-                             launcher=launcher, slots=slots, storage_options=storage_options)
+    states = []
+    for key, names in groups.items():
+        env, options = envs[key]
+        logger.info("continuing %s by %d frames each in %s %s", ", ".join(names), frames, env, options or "")
+        states.append(train_skill_graph(store=store, env=env, env_options=options, profile=profile,
+                                        overrides={"total_timesteps": frames}, only=names, launcher=launcher,
+                                        slots=slots, storage_options=storage_options, return_state=True,
+                                        internal=GraphRunInternals(skills=skills, continuation=True)))
+    failed = [s for s in states if not s.is_completed()]
+    return failed[0] if failed else states[-1]

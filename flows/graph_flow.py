@@ -1,229 +1,183 @@
 """The main job: ``train-skill-graph`` trains every skill of a skill file as a Prefect DAG.
 
-Order of business: validate everything (graph, plans, configs, environment names) before
-anything is written; claim expert indices; submit one ``skill`` task per skill with
-``wait_for`` = its dependencies' futures; watch them finish while a progress artifact moves;
-publish the results table and the DAG.  A failed skill fails only its descendants (Prefect
-leaves them NotReady; the summary says which upstream failed); independent branches finish,
-and the flow then ends Failed with the partial results attached.
+Order of business: :func:`~flowrl_core.lifecycle.prepare.prepare_graph_run` validates
+everything before anything is written; :func:`~flowrl_core.lifecycle.prepare.claim_graph_run`
+claims expert indices; one ``skill`` task per skill is submitted with ``wait_for`` = its
+dependencies' futures; a progress artifact moves as they finish; the results table and the DAG
+are published.  A failed skill fails only its descendants (Prefect leaves them NotReady); the
+independent branches finish and the flow ends Failed with the partial results attached.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
-import networkx as nx
 from prefect import flow, get_run_logger
-from prefect.artifacts import (
-    create_markdown_artifact,
-    create_progress_artifact,
-    create_table_artifact,
-    update_progress_artifact,
-)
-from prefect.futures import wait
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.futures import PrefectFuture, wait
 from prefect.states import Completed, Failed
+from pydantic import BaseModel, Field
 
-from flowrl_core.defaults import DEFAULT_STORE
-from flowrl_core.scheduling.slots import PrioritySlots
-from flowrl_core.skills.graph import (
-    build_graph,
-    critical_path,
-    critical_path_lengths,
-    training_order,
+from flowrl_core.defaults import DEFAULT_PROFILE, DEFAULT_STORE
+from flowrl_core.lifecycle.context import (
+    LaunchSettings,
+    Library,
+    RunContext,
+    StoreRef,
+    TrainingSetup,
 )
-from flowrl_core.skills.parsing import load_skill_doc, parse_skills
-from flowrl_core.skills.plan import execution_plan
-from flowrl_core.store.objects import Store
-from flowrl_core.training.config import resolve_config
-from tasks.skill import GraphRun, skill_task
+from flowrl_core.lifecycle.outcomes import (
+    GraphSummary,
+    SkillOutcome,
+    SkillStatus,
+    order_outcomes,
+    skipped,
+)
+from flowrl_core.lifecycle.prepare import (
+    GraphRunPlan,
+    Launcher,
+    Priority,
+    RunSettings,
+    claim_graph_run,
+    prepare_graph_run,
+)
+from flowrl_core.plugins import load_plugins
+from flowrl_core.scheduling.slots import PrioritySlots
+from flowrl_core.skills.parsing import parse_skill_doc, read_skill_file
+from flowrl_core.store import leases
+from flows.publish import artifact_key, publish_results
+from tasks.skill import skill_task
 
 
-def _artifact_key(text: str) -> str:
-    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")[:60] or "flowrl"
+def outcomes_of(futures: dict[str, PrefectFuture], plan: GraphRunPlan, indices: dict[str, int]) -> dict[str, SkillOutcome]:
+    """Each future's final state as a typed outcome (a skill's own error, or the upstream that failed)."""
+    outcomes: dict[str, SkillOutcome] = {}
+    for name in plan.targets:
+        fut = futures[name]
+        state = fut.state
+        if state.is_completed():
+            outcome = fut.result()
+        elif state.is_failed() or state.is_crashed():
+            try:
+                fut.result(raise_on_failure=True)
+                reason = state.message or state.name
+            except Exception as exc:  # noqa: BLE001 - the skill's own exception, for the summary
+                reason = f"{type(exc).__name__}: {exc}"
+            outcome = SkillOutcome(name, SkillStatus.FAILED, error=reason)
+        else:
+            failed = [n for n, o in outcomes.items() if o.status is SkillStatus.FAILED]
+            outcome = skipped(name, plan.graph, failed)
+        outcomes[name] = SkillOutcome(**{**outcome.__dict__, "expert": indices[name]})
+    return outcomes
 
 
-def dag_markdown(graph, order: list[str], crit: list[str], states: dict[str, str]) -> str:
-    lines = ["# Skill DAG", "", f"**Critical path:** {' → '.join(crit)}", "", "```mermaid", "graph LR"]
-    ids = {name: f"s{i}" for i, name in enumerate(order)}
-    for name in order:
-        lines.append(f'  {ids[name]}["{name} ({states.get(name, "pending")})"]')
-    for u, v in graph.edges:
-        lines.append(f"  {ids[u]} --> {ids[v]}")
-    lines += ["```", "", "| skill | state | depends on |", "|---|---|---|"]
-    for name in order:
-        lines.append(f"| {name} | {states.get(name, 'pending')} | {', '.join(sorted(graph.predecessors(name))) or '—'} |")
-    return "\n".join(lines)
+class GraphRunInternals(BaseModel):
+    """Set by flowrl's own callers (the CLI, the nightly continuation, the benchmarks); leave empty
+    in the Run form."""
+
+    skills: dict[str, Any] | None = Field(None, description="the decoded skill file, instead of skills_file")
+    continuation: bool = Field(False, description="train the skills further as new versions")
+    deployment: str = Field("train-skill/train-skill", description="the child deployment of launcher=pool")
+    stale_after_s: float = Field(90.0, gt=0, description="a pool trainer silent this long counts as lost")
+    priority: Priority = Field(Priority.CRITICAL_PATH, description="which ready skill takes a free slot first")
 
 
-def _link(store: Store, path: str) -> str:
-    """A URL the Prefect UI can show for an object in the store."""
-    return path if "://" in path else f"file://{path}"
+def run_name() -> str:
+    """``<skill file> → <store>``: what a flow run is about, instead of a random name."""
+    from prefect.runtime import flow_run
+
+    params = flow_run.parameters or {}
+    internal = params.get("internal") or {}
+    skills = internal.get("skills") if isinstance(internal, dict) else getattr(internal, "skills", None)
+    label = Path(str(params.get("skills_file"))).stem if params.get("skills_file") else \
+        str((skills or {}).get("name") or "skills")
+    return f"{label} → {params.get('store', DEFAULT_STORE)}"[:120]
 
 
-def _publish_pictures(store: Store, graph, order: list[str], crit: list[str], states: dict[str, str],
-                      rows: list[dict[str, Any]], key: str) -> str:
-    """DAG picture coloured by state into the store, and markdown links to every skill's pictures.
-
-    Pictures are for people: failing to draw one is logged, never fails the flow."""
-    from flowrl_core.reporting.plots import dag_png
-    from flowrl_core.store.objects import now_iso
-
-    lines = ["", "## Pictures", ""]
-    try:
-        stamp = now_iso().replace(":", "").replace("-", "").replace(".", "")
-        path = store.write_bytes(("graphs", f"{stamp}-{key}-dag.png"), dag_png(graph, states, crit))
-        lines.append(f"- [DAG picture]({_link(store, path)})")
-    except Exception as exc:  # noqa: BLE001
-        get_run_logger().warning("could not draw the DAG picture: %s", exc)
-    for row in rows:
-        arts = row.get("artifacts") or {}
-        parts = [f"[{label}]({_link(store, arts[name])})" for name, label in
-                 (("learning_curve", "learning curve"), ("rollout", "rollout")) if name in arts]
-        if parts:
-            lines.append(f"- {row['skill']}: " + ", ".join(parts))
-    return "\n".join(lines) + "\n"
-
-
-@flow(name="train-skill-graph", log_prints=True)
+@flow(name="train-skill-graph", log_prints=True, flow_run_name=run_name)
 def train_skill_graph(
     skills_file: str | None = None,
     store: str = DEFAULT_STORE,
     env: str | None = None,
-    profile: str = "cpu",
+    env_options: dict[str, Any] | None = None,
+    profile: Literal["cpu", "tiny", "default"] = DEFAULT_PROFILE,
     overrides: dict[str, Any] | None = None,
     slots: int = 1,
     gpus: list[str] | None = None,
     retries: int = 2,
     only: list[str] | None = None,
-    continuation: bool = False,
+    launcher: Launcher = Launcher.LOCAL,
     storage_options: dict[str, Any] | None = None,
-    launcher: str = "local",
-    deployment: str = "train-skill/train-skill",
-    skills: dict[str, Any] | None = None,
-    stale_after_s: float = 90.0,
-    priority: str = "critical-path",
-    trainer: str = "subprocess",
-    env_options: dict[str, Any] | None = None,
+    internal: GraphRunInternals | None = None,
 ) -> Any:
-    """Train the skills of ``skills_file`` into ``store``.
+    """Train every skill of a skill file as a DAG into a store.
 
-    ``slots`` caps how many skills train at once; ``gpus`` (e.g. ["0", "1"]) pins slot i to
-    GPU ``gpus[i]`` and sets ``slots = len(gpus)``.  ``only`` restricts the run to those skills
-    (their dependencies must already be in the store).  ``overrides`` are training settings
-    applied to every skill (the skill file's ``train:`` still wins).  ``launcher="pool"`` runs
-    each skill as a child flow run of ``deployment`` on its work pool (see prefect.yaml).
+    A failed skill fails only its descendants; the run then ends Failed with the partial results.
+
+    Args:
+        skills_file: Path of the skill file (.yaml, .yml or .json) as the machine running this flow sees it.
+        store: Store URL: a folder, file://, memory:// or s3://bucket/prefix.
+        env: Environment (gridworld, Craftax-Classic-Symbolic-v1, Craftax-Symbolic-v1); empty: the skill file's env.
+        env_options: Environment settings over the skill file's env_options, e.g. {"max_steps": 60}.
+        profile: Training profile: cpu (laptop), tiny (smoke tests) or default (GPU scale).
+        overrides: Training settings for every skill, e.g. {"total_timesteps": 50000}; they win over the file's train maps.
+        slots: Skills training at once (ignored with gpus).
+        gpus: GPU ids, one slot each, e.g. ["0", "1"].
+        retries: Retries of a failed training; each resumes from the run's last checkpoint.
+        only: Train only these skills; the experts their plans route through must be trained already.
+        launcher: local: trainers are child processes here; pool: each skill is a child flow run on the GPU pool.
+        storage_options: fsspec options of the store, e.g. {"client_kwargs": {"endpoint_url": "..."}}.
+        internal: Set by flowrl itself; leave empty.
     """
+    internal = internal or GraphRunInternals()
+    skills, continuation, deployment = internal.skills, internal.continuation, internal.deployment
+    stale_after_s, priority = internal.stale_after_s, internal.priority
+    load_plugins()
     logger = get_run_logger()
-    from flowrl_core.envs import (
-        make_env_and_params,  # validates env name and options up front
-    )
-
     if (skills_file is None) == (skills is None):
         raise ValueError("pass exactly one of skills_file (a path) or skills (the decoded file)")
-    if skills_file:
-        specs, file_defaults = load_skill_doc(skills_file)
-    else:
-        specs = parse_skills(skills, source="parameter 'skills'")
-        file_defaults = {k: skills[k] for k in ("env", "env_options") if skills.get(k) is not None}
-    env = env or file_defaults.get("env") or "gridworld"  # the caller wins, then the file, then the gridworld
-    env_options = {**file_defaults.get("env_options", {}), **(env_options or {})}
-    label = skills_file or "skills"
-    graph = build_graph(specs)
-    order = training_order(graph)
-    targets = order if not only else [n for n in order if n in set(only)]
-    unknown = sorted(set(only or []) - set(order))
-    if unknown:
-        raise ValueError(f"{label}: only= names unknown skills {unknown}")
-    make_env_and_params(env, env_options)
-    by_name = {s.name: s for s in specs}
-    configs = {n: resolve_config(profile, overrides, by_name[n].train, skill=n) for n in targets}
-    if continuation and overrides and "total_timesteps" in overrides:  # extra frames beat the file's budget
-        for cfg in configs.values():
-            cfg["total_timesteps"] = int(overrides["total_timesteps"])
-    for n in targets:
-        execution_plan(specs, n)  # every plan must exist before anything trains
-    devices = [str(g) for g in gpus] if gpus else [""] * max(1, int(slots))
-    if int(slots) < 1:
-        raise ValueError(f"slots must be >= 1, got {slots}")
-    if priority not in ("critical-path", "arrival"):
-        raise ValueError(f"priority must be 'critical-path' or 'arrival', got {priority!r}")
-    if launcher not in ("local", "pool"):
-        raise ValueError(f"launcher must be 'local' or 'pool', got {launcher!r}")
+    doc = read_skill_file(skills_file) if skills_file else parse_skill_doc(skills, source="parameter 'skills'")
+    settings = RunSettings(
+        store=store, storage_options=dict(storage_options or {}), env=env, env_options=dict(env_options or {}),
+        profile=profile, overrides=dict(overrides or {}), only=tuple(only or ()), continuation=continuation,
+        slots=int(slots), gpus=tuple(str(g) for g in gpus or ()), retries=int(retries), priority=Priority(priority),
+        launcher=Launcher(launcher), deployment=deployment)
+    plan = prepare_graph_run(doc, settings)
+    claimed = claim_graph_run(plan)
+    ctx = RunContext(store=StoreRef(claimed.store.url, settings.storage_options),
+                     training=TrainingSetup(plan.env, plan.env_options, plan.trainer, continuation),
+                     library=Library.of_plan(plan), slots=PrioritySlots(plan.devices),
+                     launch=LaunchSettings(launcher=settings.launcher, retries=settings.retries,
+                                           deployment=deployment, stale_after_s=float(stale_after_s)),
+                     owner=leases.new_owner())
+    logger.info("%d skills, training %d on %d slot(s); order %s; critical path %s", len(plan.order),
+                len(plan.targets), len(plan.devices), " → ".join(plan.targets), " → ".join(plan.critical_path))
 
-    st = Store(store, storage_options=storage_options)
-    indices = {n: st.assign_index(n) for n in order}
-    for spec in specs:  # the store keeps the whole library, so reports and continuations see every skill
-        st.save_skill(spec)
-    budget = {n: float(configs[n]["total_timesteps"]) if n in configs else 0.0 for n in order}
-    lengths = critical_path_lengths(graph, budget)  # frames left on the longest path: who goes first
-    crit = critical_path(graph, budget)
-    logger.info("%d skills, training %d on %d slot(s); order %s; critical path %s", len(order), len(targets),
-                len(devices), " → ".join(targets), " → ".join(crit))
-    ctx = GraphRun(store_url=st.url, storage_options=dict(storage_options or {}), env=env, specs=specs,
-                   configs=configs, slots=PrioritySlots(devices),
-                   priority=lengths if priority == "critical-path" else {}, retries=int(retries), trainer=trainer,
-                   continuation=continuation, launcher=launcher, deployment=deployment,
-                   skills_doc={"skills": [s.to_dict() for s in specs]}, stale_after_s=float(stale_after_s),
-                   env_options=env_options,
-                   upstream={n: [d for d in graph.predecessors(n) if d in targets] for n in targets})
+    ctx.slots.prime({n: plan.priorities.get(n, 0.0) for n in plan.targets if not plan.upstream[n]})
+    futures: dict[str, PrefectFuture] = {}
+    for name in plan.targets:
+        futures[name] = skill_task.submit(name, ctx, wait_for=[futures[d] for d in plan.upstream[name]])
+    _wait_with_progress(list(futures.values()), artifact_key(plan.label))
 
-    ctx.slots.prime({n: ctx.priority.get(n, 0.0) for n in targets if not ctx.upstream[n]})
-    futures = {}
-    for name in targets:
-        upstream = [futures[d] for d in graph.predecessors(name) if d in futures]
-        futures[name] = skill_task.submit(name, ctx, wait_for=upstream)
+    outcomes = outcomes_of(futures, plan, dict(claimed.indices))
+    summary = GraphSummary(
+        store=claimed.store.url, outcomes=order_outcomes(plan.targets, outcomes), indices=dict(claimed.indices),
+        peak_concurrency=ctx.slots.peak_concurrency(), timeline=ctx.recorder.timeline(),
+        merged_at=ctx.recorder.merged_at(), slot_events=tuple(vars(e) for e in ctx.slots.events))
+    publish_results(claimed.store, plan, summary)
+    logger.info("done: %s", ", ".join(f"{o.skill}={o.status.value}" for o in summary.outcomes))
+    return (Completed if summary.ok else Failed)(message=summary.message, data=summary)
 
-    progress_id = create_progress_artifact(progress=0.0, key=f"{_artifact_key(label)}-progress",
-                                           description=f"skills trained of {len(targets)}")
-    pending, finished = set(futures.values()), 0
+
+def _wait_with_progress(futures: list[PrefectFuture], key: str) -> None:
+    progress_id = create_progress_artifact(progress=0.0, key=f"{key}-progress",
+                                           description=f"skills finished of {len(futures)}")
+    pending, finished = set(futures), 0
     while pending:
         done, pending = wait(list(pending), timeout=2.0)
         if done:
             finished += len(done)
             update_progress_artifact(progress_id, 100.0 * finished / max(1, len(futures)))
-    for fut in futures.values():
+    for fut in futures:
         fut.wait()  # pins each future's final state locally (the API's copy can lag behind)
-
-    rows, states, failures = [], {}, {}
-    for name in targets:
-        state = futures[name].state
-        if state.is_completed():
-            row = futures[name].result()
-            states[name] = row["status"]
-        else:
-            if state.is_failed() or state.is_crashed():
-                states[name] = "failed"
-                try:
-                    futures[name].result(raise_on_failure=True)
-                    reason = state.message or state.name
-                except Exception as exc:  # the skill's own exception, for the summary
-                    reason = f"{type(exc).__name__}: {exc}"
-                failures[name] = reason
-            else:
-                states[name] = "skipped"
-                roots = sorted(a for a in nx.ancestors(graph, name) if states.get(a) == "failed")
-                failures[name] = f"upstream failed: {', '.join(roots) or 'unknown'}"
-            row = {"skill": name, "status": states[name], "frames": None, "decisions": [], "error": failures[name]}
-        row["expert"] = indices[name]
-        rows.append(row)
-
-    table = [{
-        "skill": r["skill"], "expert": r["expert"], "status": r["status"], "frames": r.get("frames"),
-        "success_rate": r.get("success_rate"), "duration_s": r.get("duration_s"),
-        "decisions": "; ".join(f"{d['skill']}:{d['action']}@{d['current_frames']}" for d in r.get("decisions", [])),
-        "error": r.get("error", ""),
-    } for r in rows]
-    key = _artifact_key(label)
-    create_table_artifact(key=f"{key}-results", table=table, description=f"skills trained into {st.url}")
-    links = _publish_pictures(st, graph, order, crit, states, rows, key)
-    create_markdown_artifact(key=f"{key}-dag", markdown=dag_markdown(graph, order, crit, states) + links,
-                             description="skill DAG, states, critical path and each skill's pictures")
-    peak = ctx.slots.peak_concurrency()
-    summary = {"store": st.url, "skills": rows, "failed": failures, "peak_concurrency": peak,
-               "timeline": ctx.timeline, "indices": indices, "merged_at": ctx.merged_at,
-               "slot_events": [vars(e) for e in ctx.slots.events]}
-    logger.info("done: %s", ", ".join(f"{r['skill']}={r['status']}" for r in rows))
-    if failures:
-        return Failed(message=f"{len(failures)} of {len(targets)} skill(s) did not train: "
-                      + "; ".join(f"{k}: {v}" for k, v in failures.items()), data=summary)
-    return Completed(message=f"{len(targets)} skill(s) trained or already done", data=summary)

@@ -17,10 +17,10 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
-from prefect.futures import wait
+from prefect.futures import PrefectFuture, wait
 from prefect.states import Completed, Failed
 
-from flowrl_core.defaults import DEFAULT_STORE
+from flowrl_core.defaults import DEFAULT_ENV, DEFAULT_PROFILE, DEFAULT_STORE
 from flowrl_core.errors import FlowRLError
 from flowrl_core.grow.library import (
     Done,
@@ -31,20 +31,76 @@ from flowrl_core.grow.library import (
     validate_against_library,
 )
 from flowrl_core.grow.registry import load_proposer
+from flowrl_core.lifecycle.context import (
+    LaunchSettings,
+    Library,
+    RunContext,
+    StoreRef,
+    TrainingSetup,
+)
+from flowrl_core.lifecycle.outcomes import GrowSummary, SkillOutcome, SkillStatus
+from flowrl_core.plugins import load_plugins
 from flowrl_core.scheduling.slots import PrioritySlots
+from flowrl_core.skills.spec import SkillSpec
+from flowrl_core.store import leases
 from flowrl_core.store.objects import Store
-from flowrl_core.store.runs import skill_runs
+from flowrl_core.store.runs import completed_runs
 from flowrl_core.training.config import resolve_config
-from tasks.skill import GraphRun, skill_task
+from tasks.skill import skill_task
 
 
-def learned_in_store(store: Store) -> dict[str, Any]:
+def learned_in_store(store: Store) -> dict[str, SkillSpec]:
     """Skills with a completed run: the library a resumed generation starts from."""
-    out = {}
-    for name in store.skill_names():
-        if any(r.get("status") == "completed" for r in skill_runs(store, name).values()):
-            out[name] = store.load_skill(name)
-    return out
+    return {name: store.load_skill(name) for name in store.skill_names() if completed_runs(store, name)}
+
+
+class _Generation:
+    """The skills this flow run submitted and what became of them (the flow's loop state)."""
+
+    def __init__(self, learned: dict[str, SkillSpec]):
+        self.learned = dict(learned)
+        self.futures: dict[str, PrefectFuture] = {}
+        self.upstream: dict[str, list[str]] = {}
+        self.in_flight: dict[str, SkillSpec] = {}
+        self.failed: dict[str, str] = {}
+        self.results: dict[str, dict[str, Any]] = {}
+        self.outcomes: list[SkillOutcome] = []
+
+    def view(self) -> LibraryView:
+        return LibraryView(learned=dict(self.learned), in_flight=dict(self.in_flight), failed=dict(self.failed),
+                           results=dict(self.results))
+
+    def harvest(self, block_on: list[str] | None = None, timeout: float | None = 0.0) -> list[SkillOutcome]:
+        """Collect finished skills; waits up to ``timeout`` for ``block_on`` (default: all in flight)."""
+        names = [n for n in (block_on if block_on is not None else list(self.in_flight)) if n in self.in_flight]
+        if names and timeout != 0.0:
+            wait([self.futures[n] for n in names], timeout=timeout)
+        done, _ = wait([self.futures[n] for n in self.in_flight], timeout=0.01) if self.in_flight else (set(), set())
+        finished = []
+        for name in [n for n in list(self.in_flight) if self.futures[n] in done]:
+            fut = self.futures[name]
+            fut.wait()
+            spec = self.in_flight.pop(name)
+            state = fut.state
+            if state.is_completed():
+                outcome: SkillOutcome = fut.result()
+                self.learned[name] = spec
+                self.results[name] = {"success_rate": outcome.success_rate, "frames": outcome.frames or 0}
+            else:
+                if state.is_failed() or state.is_crashed():
+                    try:
+                        fut.result(raise_on_failure=True)
+                        reason = state.message or state.name
+                    except Exception as exc:  # noqa: BLE001 - the skill's own error, for the summary
+                        reason = f"{type(exc).__name__}: {exc}"
+                    outcome = SkillOutcome(name, SkillStatus.FAILED, error=reason)
+                else:  # NotReady: an upstream failed
+                    roots = ", ".join(n for n in self.upstream[name] if n in self.failed) or "unknown"
+                    outcome = SkillOutcome(name, SkillStatus.SKIPPED, error=f"upstream failed: {roots}")
+                self.failed[name] = outcome.error
+            self.outcomes.append(outcome)
+            finished.append(outcome)
+        return finished
 
 
 @flow(name="grow-skills", log_prints=True)
@@ -52,8 +108,8 @@ def grow_skills(
     proposer: str = "curriculum",
     proposer_args: dict[str, Any] | None = None,
     store: str = DEFAULT_STORE,
-    env: str = "gridworld",
-    profile: str = "cpu",
+    env: str = DEFAULT_ENV,
+    profile: str = DEFAULT_PROFILE,
     overrides: dict[str, Any] | None = None,
     slots: int = 1,
     retries: int = 2,
@@ -64,6 +120,7 @@ def grow_skills(
 ) -> Any:
     """``proposer``: "file", "curriculum", "llm" or "pkg.module:factory"; ``proposer_args`` its
     keyword arguments (e.g. {"kb": "gridworld", "target": "Collect_Stone"})."""
+    load_plugins()
     logger = get_run_logger()
     from flowrl_core.envs import make_env_and_params
 
@@ -71,62 +128,24 @@ def grow_skills(
     resolve_config(profile, overrides)  # bad settings fail before anything is proposed
     prop = load_proposer(proposer, **(proposer_args or {}))
     st = Store(store, storage_options=storage_options)
-    learned = learned_in_store(st)
-    ctx = GraphRun(store_url=st.url, storage_options=dict(storage_options or {}), env=env, specs=list(learned.values()),
-                   configs={}, slots=PrioritySlots.cpu(max(1, int(slots))), priority={}, retries=int(retries),
-                   env_options=env_options)
-    futures: dict[str, Any] = {}
-    upstream: dict[str, list[str]] = {}
-    in_flight: dict[str, Any] = {}
-    failed: dict[str, str] = {}
-    results: dict[str, dict[str, Any]] = {}
-    rows: list[dict[str, Any]] = []
-    proposed = 0
-    idle_since: float | None = None
-    stop_reason = ""
-
-    def harvest(block_on: list[str] | None = None, timeout: float | None = 0.0) -> None:
-        targets = [futures[n] for n in (block_on if block_on is not None else list(in_flight)) if n in in_flight]
-        if targets:
-            wait(targets, timeout=timeout)
-        for name in list(in_flight):
-            fut = futures[name]
-            if not fut._wrapped_future.done():  # noqa: SLF001 - non-blocking check on the thread future
-                continue
-            fut.wait()
-            state = fut.state
-            spec = in_flight.pop(name)
-            if state.is_completed():
-                row = fut.result()
-                learned[name] = spec
-                results[name] = {"success_rate": row.get("success_rate"), "frames": row.get("frames", 0)}
-                rows.append({"skill": name, "status": row["status"], "frames": row.get("frames"),
-                             "success_rate": row.get("success_rate"), "error": ""})
-            else:
-                skipped = not (state.is_failed() or state.is_crashed())  # NotReady: an upstream failed
-                if skipped:
-                    reason = f"upstream failed: {', '.join(n for n in upstream[name] if n in failed) or 'unknown'}"
-                else:
-                    try:
-                        fut.result(raise_on_failure=True)
-                        reason = state.message or state.name
-                    except Exception as exc:  # noqa: BLE001 - the skill's own error, for the summary
-                        reason = f"{type(exc).__name__}: {exc}"
-                failed[name] = reason
-                rows.append({"skill": name, "status": "skipped" if skipped else "failed", "frames": None,
-                             "success_rate": None, "error": reason})
-                logger.warning("%s failed: %s", name, reason)
-
+    gen = _Generation(learned_in_store(st))
+    ctx = RunContext(store=StoreRef(st.url, dict(storage_options or {})),
+                     training=TrainingSetup(env, dict(env_options or {})),
+                     library=Library(list(gen.learned.values()), {}), slots=PrioritySlots.cpu(max(1, int(slots))),
+                     launch=LaunchSettings(retries=int(retries)), owner=leases.new_owner())
+    proposed, idle_since, stop_reason = 0, None, ""
     while True:
-        harvest()
-        view = LibraryView(learned=dict(learned), in_flight=dict(in_flight), failed=dict(failed), results=dict(results))
+        for outcome in gen.harvest():
+            if outcome.status is not SkillStatus.TRAINED and outcome.status is not SkillStatus.ALREADY_DONE:
+                logger.warning("%s failed: %s", outcome.skill, outcome.error)
+        view = gen.view()
         decision = Done(f"max_skills={max_skills} reached") if proposed >= max_skills else prop.propose(view)
         if isinstance(decision, Done):
             stop_reason = decision.reason
             break
         if isinstance(decision, NothingNow):
-            if in_flight:
-                harvest(timeout=2.0)
+            if gen.in_flight:
+                gen.harvest(timeout=2.0)
                 idle_since = None
                 continue
             idle_since = idle_since or time.monotonic()
@@ -144,32 +163,32 @@ def grow_skills(
             validate_against_library(spec, view)
             config = resolve_config(profile, overrides, spec.train, skill=spec.name)
         except FlowRLError as exc:
-            failed[spec.name] = f"rejected: {exc}"
-            rows.append({"skill": spec.name, "status": "rejected", "frames": None, "success_rate": None,
-                         "error": str(exc)})
+            gen.failed[spec.name] = f"rejected: {exc}"
+            gen.outcomes.append(SkillOutcome(spec.name, SkillStatus.REJECTED, error=str(exc)))
             logger.warning("proposal %s rejected: %s", spec.name, exc)
             continue
         st.assign_index(spec.name)
         st.save_skill(spec)
-        ctx.add_skill(spec, config)
         blocking = sorted(frontier(spec, view))  # every in-flight skill its plan runs through
-        upstream[spec.name] = blocking
-        futures[spec.name] = skill_task.submit(spec.name, ctx, wait_for=[futures[n] for n in blocking])
-        in_flight[spec.name] = spec
+        ctx.library.add(spec, config, blocking)
+        gen.upstream[spec.name] = blocking
+        gen.futures[spec.name] = skill_task.submit(spec.name, ctx, wait_for=[gen.futures[n] for n in blocking])
+        gen.in_flight[spec.name] = spec
         logger.info("proposed %s (%d/%d)%s", spec.name, proposed, max_skills,
                     f"; frontier {blocking}: generation waits for them" if blocking else "")
-        if blocking:
-            while any(n in in_flight for n in blocking):
-                harvest(block_on=blocking, timeout=None)
+        while any(n in gen.in_flight for n in blocking):
+            gen.harvest(block_on=blocking, timeout=None)
 
-    while in_flight:  # never return while a skill is still training
-        harvest(timeout=None)
+    while gen.in_flight:  # never return while a skill is still training
+        gen.harvest(timeout=None)
+    rows = [{"skill": o.skill, "status": o.status.value, "frames": o.frames, "success_rate": o.success_rate,
+             "error": o.error} for o in gen.outcomes]
     create_table_artifact(key="grow-skills-results", table=rows, description=f"skills grown into {st.url}")
-    summary = {"store": st.url, "skills": rows, "learned": sorted(learned), "failed": failed, "stop_reason": stop_reason,
-               "proposed": proposed}
-    logger.info("stopped: %s; learned %s", stop_reason, ", ".join(sorted(learned)))
-    trained_failures = {k: v for k, v in failed.items() if not v.startswith("rejected")}
+    summary = GrowSummary(store=st.url, outcomes=tuple(gen.outcomes), learned=tuple(sorted(gen.learned)),
+                          stop_reason=stop_reason, proposed=proposed)
+    logger.info("stopped: %s; learned %s", stop_reason, ", ".join(sorted(gen.learned)))
+    trained_failures = {k: v for k, v in gen.failed.items() if not v.startswith("rejected")}
     if trained_failures:
         return Failed(message=f"{len(trained_failures)} skill(s) failed: " + "; ".join(
             f"{k}: {v}" for k, v in trained_failures.items()), data=summary)
-    return Completed(message=f"{stop_reason}; learned {len(learned)} skill(s)", data=summary)
+    return Completed(message=f"{stop_reason}; learned {len(gen.learned)} skill(s)", data=summary)

@@ -40,9 +40,9 @@ def test_failing_store_write_fails_the_task_clearly_and_the_retry_succeeds(tmp_p
     assert state.is_completed(), state.message
     assert len(list(faults.iterdir())) == 1  # the fault did fire, once
     store = Store(url, storage_options={})
-    for row in summary["skills"]:
-        assert row["status"] == "trained"
-        assert read_result(store, row["run_id"])["frames"] == TINY["total_timesteps"]
+    for row in summary.outcomes:
+        assert row.status.value == "trained"
+        assert read_result(store, row.run_id).frames == TINY["total_timesteps"]
     snap = store_snapshot(store)  # every visible version decodes and matches its blob
     assert set(snap) == {0, 1}
     from flowrl_core.store.experts import load_params
@@ -77,7 +77,7 @@ def test_killed_flow_process_then_rerun_retrains_nothing_finished(tmp_path):
     first.wait(60)
     assert killed_run, "Place_Table never got far enough to be killed"
     store = Store(store_url, create=False)
-    wood_run = [r for r, rec in skill_runs(store, "Collect_Wood").items() if rec["status"] == "completed"]
+    wood_run = [r for r, rec in skill_runs(store, "Collect_Wood").items() if rec.state.value == "completed"]
     assert len(wood_run) == 1
     second = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert second.returncode == 0, second.stderr[-3000:]
@@ -85,8 +85,8 @@ def test_killed_flow_process_then_rerun_retrains_nothing_finished(tmp_path):
     assert list(runs["Collect_Wood"]) == wood_run  # finished skill not retrained
     assert list(runs["Place_Table"]) == [killed_run]  # unfinished one resumed, same run
     result = read_result(store, killed_run)
-    assert result["resumed_from_update"] >= 1 and result["frames"] == 8 * 16 * 60
-    assert all(rec["status"] == "completed" for r in runs.values() for rec in r.values())
+    assert result.resumed_from_update >= 1 and result.frames == 8 * 16 * 60
+    assert all(rec.state.value == "completed" for r in runs.values() for rec in r.values())
 
 
 def test_8_processes_x_50_merges_file_store(tmp_path):

@@ -74,12 +74,12 @@ def assert_experts_hold_the_right_frames(store: Store, rows: list[dict], budgets
     the most frames any run proposed for it (its frames at setup + the frames that run trained)."""
     expected: dict[int, int] = {}
     for row in rows:
-        job = load_job(store, row["run_id"])
-        result = read_result(store, row["run_id"])
-        assert result["frames"] == budgets[row["skill"]]  # every env step counted once
-        assert sum(int(v) for v in result["expert_steps_global"].values()) == result["frames"]
+        job = load_job(store, row.run_id)
+        result = read_result(store, row.run_id)
+        assert result.frames == budgets[row.skill]  # every env step counted once
+        assert sum(int(v) for v in result.expert_steps_global.values()) == result.frames
         for g, at_setup in job.frames_at_setup.items():
-            expected[g] = max(expected.get(g, 0), at_setup + result["frames"])
+            expected[g] = max(expected.get(g, 0), at_setup + result.frames)
     assert expected
     for g, frames in expected.items():
         assert current_version(store, g).frames == frames
@@ -88,23 +88,23 @@ def assert_experts_hold_the_right_frames(store: Store, rows: list[dict], budgets
 def test_every_skill_trains_and_every_expert_lands_with_the_right_frames(trained):
     state, summary, store_url, _ = trained
     assert state.is_completed(), state.message
-    assert [r["status"] for r in summary["skills"]] == ["trained"] * 5
+    assert [r.status.value for r in summary.outcomes] == ["trained"] * 5
     store = Store(store_url, create=False)
     budget = TINY["total_timesteps"]
-    assert_experts_hold_the_right_frames(store, summary["skills"], {r["skill"]: budget for r in summary["skills"]})
+    assert_experts_hold_the_right_frames(store, summary.outcomes, {r.skill: budget for r in summary.outcomes})
     # the root expert kept training in every run that had it: more frames than its own budget
-    assert current_version(store, summary["indices"]["Collect_Wood"]).frames > budget
+    assert current_version(store, summary.indices["Collect_Wood"]).frames > budget
     # each skill links its learning curve and rollout, and the DAG picture is in the store
-    for row in summary["skills"]:
-        assert set(row["artifacts"]) == {"learning_curve", "rollout"}
-        assert Path(row["artifacts"]["rollout"]).read_bytes()[:3] == b"GIF"
+    for row in summary.outcomes:
+        assert set(row.artifacts) == {"learning_curve", "rollout"}
+        assert Path(row.artifacts["rollout"]).read_bytes()[:3] == b"GIF"
     assert [n for n in store.list("graphs") if n.endswith("-dag.png")]
 
 
 def test_dependencies_merge_before_dependants_start_and_slots_cap_concurrency(trained):
     _, summary, _, _ = trained
-    timeline = {t["skill"]: t for t in summary["timeline"]}
-    assert overlaps(summary["timeline"]) <= 2 and summary["peak_concurrency"] <= 2
+    timeline = {t["skill"]: t for t in summary.timeline}
+    assert overlaps(summary.timeline) <= 2 and summary.peak_concurrency <= 2
     for dep, skill in [("Collect_Wood", "Place_Table"), ("Place_Table", "Make_Wood_Pickaxe"),
                        ("Place_Table", "Make_Wood_Sword"), ("Make_Wood_Pickaxe", "Collect_Stone")]:
         assert timeline[skill]["start"] >= timeline[dep]["end"]
@@ -117,42 +117,42 @@ def test_rerun_retrains_nothing(trained):
     state, summary = run_flow(skills_file=skills_file, store=store_url, env="gridworld", profile="tiny",
                               overrides=TINY, slots=2, retries=0)
     assert state.is_completed()
-    assert [r["status"] for r in summary["skills"]] == ["already done"] * 5
+    assert [r.status.value for r in summary.outcomes] == ["already done"] * 5
     assert store.run_ids() == runs_before
-    assert summary["timeline"] == []
+    assert summary.timeline == ()
 
 
 def test_continuation_trains_a_new_version(trained):
     _, first, store_url, skills_file = trained
     store = Store(store_url, create=False)
-    index = first["indices"]["Make_Wood_Sword"]
+    index = first.indices["Make_Wood_Sword"]
     before = current_version(store, index).frames
     state, summary = run_flow(skills_file=skills_file, store=store_url, env="gridworld", profile="tiny",
                               overrides=dict(TINY, total_timesteps=8 * 16 * 2), only=["Make_Wood_Sword"],
-                              continuation=True, retries=0)
+                              internal={"continuation": True}, retries=0)
     assert state.is_completed(), state.message
-    [row] = summary["skills"]
-    assert row["frames"] == 8 * 16 * 2
+    [row] = summary.outcomes
+    assert row.frames == 8 * 16 * 2
     assert current_version(store, index).frames == before + 8 * 16 * 2
-    assert {d["skill"]: d["action"] for d in row["decisions"]}["Make_Wood_Sword"] == "updated"
+    assert {d["skill"]: d["action"] for d in row.decisions}["Make_Wood_Sword"] == "updated"
 
 
 def test_a_failed_skill_fails_only_its_descendants(tmp_path):
     data = json.loads(json.dumps(GRAPH))
-    data["skills"][2]["predicate"] = "flowrl_no_such_module:done"  # Make_Wood_Pickaxe cannot train
+    data["skills"][2]["predicate"] = "tests.support.cli_plugins:done_when_wood"  # fails only inside its trainer
     skills_file = write_graph(tmp_path, data)
     state, summary = run_flow(skills_file=skills_file, store=str(tmp_path / "store"), env="gridworld",
                               profile="tiny", overrides=TINY, slots=2, retries=0)
     assert state.is_failed()
-    status = {r["skill"]: r["status"] for r in summary["skills"]}
+    status = {r.skill: r.status.value for r in summary.outcomes}
     assert status == {"Collect_Wood": "trained", "Place_Table": "trained", "Make_Wood_Pickaxe": "failed",
                       "Make_Wood_Sword": "trained", "Collect_Stone": "skipped"}
-    assert "flowrl_no_such_module" in summary["failed"]["Make_Wood_Pickaxe"]
-    assert summary["failed"]["Collect_Stone"] == "upstream failed: Make_Wood_Pickaxe"
+    assert "deliberate failure inside the trainer" in summary.failed["Make_Wood_Pickaxe"]
+    assert summary.failed["Collect_Stone"] == "upstream failed: Make_Wood_Pickaxe"
     assert "2 of 5 skill(s) did not train" in state.message
     store = Store(str(tmp_path / "store"), create=False)
-    assert current_version(store, summary["indices"]["Make_Wood_Sword"]) is not None  # partial results kept
-    assert current_version(store, summary["indices"]["Collect_Stone"]) is None
+    assert current_version(store, summary.indices["Make_Wood_Sword"]) is not None  # partial results kept
+    assert current_version(store, summary.indices["Collect_Stone"]) is None
 
 
 def test_bad_input_fails_before_anything_is_written(tmp_path):
@@ -209,14 +209,14 @@ def test_sigkilled_trainer_is_retried_and_resumes_from_its_checkpoint(tmp_path):
     assert killed, "never saw a checkpoint to kill the trainer after"
     state, summary = box["out"]
     assert state.is_completed(), state.message
-    [row] = summary["skills"]
-    assert row["run_id"] == killed  # the retry continued the same run
-    exits = [t["exit"] for t in summary["timeline"]]
+    [row] = summary.outcomes
+    assert row.run_id == killed  # the retry continued the same run
+    exits = [t["exit"] for t in summary.timeline]
     assert exits[0] == -signal.SIGKILL and exits[-1] == 0
     store = Store(store_url, create=False)
     result = read_result(store, killed)
-    assert result["resumed_from_update"] >= 2
-    assert result["frames"] == budget  # frames counted once across the kill
+    assert result.resumed_from_update >= 2
+    assert result.frames == budget  # frames counted once across the kill
     updates = [r["update"] for r in store.run(killed).read_metrics()]
     assert updates == list(range(1, 41))
     assert current_version(store, 0).frames == budget

@@ -34,10 +34,9 @@ def test_frontier_blocks_generation_until_providers_finish_and_plans_include_the
     assert calls[1] == {"learned": [], "in_flight": ["Collect_Wood"]}
     assert calls[2] == {"learned": ["Collect_Wood"], "in_flight": ["Place_Table"]}
     assert set(calls[3]["learned"]) >= {"Collect_Wood", "Place_Table"}
-    assert sorted(summary["learned"]) == ["Collect_Wood", "Make_Wood_Sword", "Place_Table"]
+    assert sorted(summary.learned) == ["Collect_Wood", "Make_Wood_Sword", "Place_Table"]
     store = Store(str(tmp_path / "store"), create=False)
-    row = {r["skill"]: r for r in summary["skills"]}
-    assert all(r["status"] == "trained" for r in row.values())
+    assert all(o.status.value == "trained" for o in summary.outcomes)
     # Place_Table's plan, built at its setup after Collect_Wood finished, routes through Collect_Wood
     runs = [r for r in store.run_ids() if r.startswith("Place-Table")]
     job = load_job(store, runs[0])
@@ -51,10 +50,10 @@ def test_curriculum_reaches_the_target_and_never_returns_while_training(tmp_path
                           store=str(tmp_path / "store"), env="gridworld", profile="tiny", overrides=TINY, slots=2,
                           retries=0, max_skills=10)
     assert state.is_completed(), state.message
-    assert sorted(summary["learned"]) == ["Collect_Wood", "Make_Wood_Pickaxe", "Place_Table"]  # only its path
-    assert all(r["status"] == "trained" for r in summary["skills"])
+    assert sorted(summary.learned) == ["Collect_Wood", "Make_Wood_Pickaxe", "Place_Table"]  # only its path
+    assert all(o.status.value == "trained" for o in summary.outcomes)
     store = Store(str(tmp_path / "store"), create=False)
-    for name in summary["learned"]:
+    for name in summary.learned:
         assert current_version(store, store.expert_indices()[name]) is not None
 
 
@@ -63,5 +62,5 @@ def test_max_skills_stops_generation_but_waits_for_training(tmp_path):
                           store=str(tmp_path / "store"), env="gridworld", profile="tiny", overrides=TINY,
                           retries=0, max_skills=1)
     assert state.is_completed()
-    assert summary["proposed"] == 1 and summary["learned"] == ["Collect_Wood"]
-    assert "max_skills" in summary["stop_reason"]
+    assert summary.proposed == 1 and summary.learned == ("Collect_Wood",)
+    assert "max_skills" in summary.stop_reason

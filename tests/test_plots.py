@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from flowrl_core import plots
+from flowrl_core.reporting import plots
 from flowrl_core.skills.graph import build_graph, critical_path
 from flowrl_core.skills.parsing import parse_skills
 
@@ -216,3 +216,27 @@ def test_gif_of_rendered_gridworld_states():
 def test_gif_rejects_bad_input_with_a_clear_error(bad, kwargs):
     with pytest.raises(ValueError):
         plots.frames_to_gif(bad, **kwargs)
+
+
+def test_caption_glyphs_render_not_as_missing_boxes():
+    """Every character a rollout caption uses is drawn with its own glyph, not the font's
+    missing-glyph box: the mask of each differs from that of a character no font has."""
+    from PIL import Image, ImageDraw
+
+    from flowrl_core.reporting.plots import caption_font
+
+    font = caption_font()
+
+    def mask(ch: str) -> bytes:
+        img = Image.new("L", (40, 30), 0)
+        ImageDraw.Draw(img).text((5, 5), ch, fill=255, font=font)
+        return img.tobytes()
+
+    missing = mask("\U0010fffd")  # a private-use code point: the missing-glyph box
+    for ch in "×→…:.0123456789 step done success Collect_Wood Make_Stone_Pickaxe".replace(" ", "") + "×":
+        drawn = mask(ch)
+        assert drawn != missing, f"{ch!r} renders as the missing glyph"
+        assert any(drawn), f"{ch!r} renders as nothing"
+    gif = plots.frames_to_gif(np.zeros((2, 8, 8, 3), np.uint8), captions=["step 1. Collect_Wood×2", "done: success"], scale=30)
+    frame = np.asarray(Image.open(io.BytesIO(gif)).convert("L"))
+    assert frame[240:].max() > 200  # white caption text is in the band under the frame

@@ -185,3 +185,26 @@ def test_learning_collect_wood_reaches_90_percent():
     assert rows[0]["success_rate"] < 0.5  # the task is not solved by chance
     assert first is not None
     assert np.mean([r["success_rate"] for r in rows[-5:]]) >= 0.9
+
+
+def test_mean_return_is_the_return_of_episodes_that_ended(env):
+    """With shaping off, an episode's return is its completed plan steps (1 each), so the logged
+    mean return must equal what the per-step reach rates and the success rate imply:
+    entered steps - 1, plus 1 for a success (its last step was completed too)."""
+    rows = []
+    cfg = tiny(total_timesteps=16 * 16 * 6, updates_per_call=3, checkpoint_every=0, shaping=0.0,
+               completion_reward=1.0)
+    train(env, env.default_params, PLAN, SPECS, EXPERTS, cfg, on_metrics=rows.append)
+    with_episodes = [r for r in rows if r["episodes"]]
+    assert with_episodes, "no episode ended in 6 updates"
+    for r in rows:
+        if not r["episodes"]:
+            assert r["mean_return"] is None
+            continue
+        implied = sum(r["step_reached"]) - 1 + r["success_rate"]
+        assert r["mean_return"] == pytest.approx(implied, abs=1e-5)
+    # and with shaping on, returns carry the shaping term across update boundaries too
+    rows2 = []
+    train(env, env.default_params, PLAN, SPECS, EXPERTS, tiny(total_timesteps=16 * 16 * 6, updates_per_call=3,
+                                                                checkpoint_every=0), on_metrics=rows2.append)
+    assert any(r["mean_return"] is not None and r["mean_return"] > 0 for r in rows2)

@@ -70,7 +70,7 @@ def test_report_has_names_images_and_escapes(mem_url, tmp_path):
 
 def test_report_states_drive_the_summary(mem_url):
     text = render_report(make_store(mem_url, gif=False))
-    assert 'class="state-trained">trained<' in text and 'class="state-pending">pending<' in text
+    assert 'class="state-trained">trained<' in text and 'class="state-unfinished">unfinished<' in text
     assert "No completed run yet." in text  # Place_Table
     assert not embedded(text, "image/gif")
 

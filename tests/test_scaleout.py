@@ -77,7 +77,7 @@ def test_pool_diamond_on_s3_with_a_worker_killed_mid_skill(cluster):
         from flows.graph_flow import train_skill_graph
 
         with temporary_settings(updates={PREFECT_API_URL: cluster["api"]}):
-            state = train_skill_graph(skills=DIAMOND, store=store_url, env="gridworld", profile="tiny",
+            state = train_skill_graph(internal={"skills": DIAMOND}, store=store_url, env="gridworld", profile="tiny",
                                       overrides=TINY, slots=2, retries=2, launcher="pool",
                                       storage_options=options, stale_after_s=25, return_state=True)
             box["state"], box["summary"] = state, state.result(raise_on_failure=False)
@@ -106,15 +106,15 @@ def test_pool_diamond_on_s3_with_a_worker_killed_mid_skill(cluster):
     assert killed_run, "never caught Collect_Stone training to kill its worker"
     state, summary = box["state"], box["summary"]
     assert state.is_completed(), state.message
-    assert {r["skill"]: r["status"] for r in summary["skills"]} == {s["name"]: "trained" for s in DIAMOND["skills"]}
-    stone = [t for t in summary["timeline"] if t["skill"] == "Collect_Stone"]
+    assert {r.skill: r.status.value for r in summary.outcomes} == {s["name"]: "trained" for s in DIAMOND["skills"]}
+    stone = [t for t in summary.timeline if t["skill"] == "Collect_Stone"]
     assert stone[0]["state"] == "Lost" and stone[-1]["state"] == "Completed"
     store = Store(store_url, storage_options=options, create=False)
     result = read_result(store, killed_run)
-    assert result["resumed_from_update"] >= 1 and result["frames"] == 8 * 16 * 30
+    assert result.resumed_from_update >= 1 and result.frames == 8 * 16 * 30
     budgets = {s["name"]: s.get("train", {}).get("total_timesteps", TINY["total_timesteps"]) for s in DIAMOND["skills"]}
-    assert_experts_hold_the_right_frames(store, summary["skills"], budgets)
-    assert current_version(store, summary["indices"]["Collect_Stone"]).frames == 8 * 16 * 30
+    assert_experts_hold_the_right_frames(store, summary.outcomes, budgets)
+    assert current_version(store, summary.indices["Collect_Stone"]).frames == 8 * 16 * 30
     intervals = _flow_run_intervals(cluster["api"])
     points = sorted([(a, 1) for a, _ in intervals] + [(b, -1) for _, b in intervals], key=lambda p: (p[0], p[1]))
     level = peak = 0

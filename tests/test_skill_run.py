@@ -32,7 +32,7 @@ def two_skills():
     for s in SPECS:
         store.assign_index(s.name)
     first = setup(store, SPECS, "Collect_Wood", env="gridworld", config=CFG)
-    run_job(store, first.job.run_id, echo=False)
+    run_job(store, first.job.run_id)
     d1 = merge_run(store, first.job.run_id)
     second = setup(store, SPECS, "Place_Table", env="gridworld", config=CFG)
     return store, first, d1, second
@@ -50,7 +50,7 @@ def test_setup_pins_seed_versions_and_frames(two_skills):
 def test_train_job_writes_result_experts_metrics_and_pictures(two_skills):
     store, first, decisions, _ = two_skills
     result = read_result(store, first.job.run_id)
-    assert result["frames"] == 128 and result["updates"] == 2
+    assert result.frames == 128 and result.updates == 2
     assert [d.action for d in decisions] == ["new"]
     rows = store.run(first.job.run_id).read_metrics()
     assert [r["update"] for r in rows] == [1, 2]
@@ -62,7 +62,7 @@ def test_train_job_writes_result_experts_metrics_and_pictures(two_skills):
 
 def test_dependant_seeds_from_store_and_merge_updates_dependency(two_skills):
     store, _, _, second = two_skills
-    run_job(store, second.job.run_id, echo=False)
+    run_job(store, second.job.run_id)
     decisions = {d.skill: d for d in merge_run(store, second.job.run_id)}
     assert decisions["Collect_Wood"].action == "updated" and decisions["Collect_Wood"].current_frames == 256
     assert decisions["Place_Table"].action == "new"
@@ -76,10 +76,10 @@ def test_budget_reached_means_done_and_run_job_is_idempotent(two_skills):
     assert trained_frames(store, "Collect_Wood") == 128
     again = setup(store, SPECS, "Collect_Wood", env="gridworld", config=CFG)
     assert again.job is None and again.done_frames == 128
-    before = store.run(first.job.run_id).read_doc("result.json")
-    assert run_job(store, first.job.run_id, echo=False) == before
-    summary = summarize_store(store)["skills"]
-    assert summary["Collect_Wood"]["completed_runs"] == 1 and summary["Collect_Wood"]["frames"] >= 128
+    before = read_result(store, first.job.run_id)
+    assert run_job(store, first.job.run_id) == before
+    wood = summarize_store(store).skill("Collect_Wood")
+    assert wood.completed_runs == 1 and wood.frames >= 128 and wood.state == "trained"
 
 
 def test_unfinished_run_is_resumed_not_restarted():

@@ -1,11 +1,18 @@
-"""The job a run trains: everything the trainer process needs, fixed at setup.
+"""The job a run trains, and the result it leaves: the two documents of a run folder.
 
-Stored as ``runs/<run_id>/job.json`` so setup, train and merge can run in different processes
-or on different machines and each can be repeated: a resumed run reads the same job back.
+``runs/<run_id>/job.json`` holds everything the trainer process needs, fixed at setup, so setup,
+train and merge can run in different processes or machines and each can be repeated: a resumed
+run reads the same job back.  Its :meth:`SkillJob.identity` is a hash of what the job *means*
+(skill, plan, specs, config, env, trainer) — not of when it was set up or what it was seeded
+from — so a rerun can tell "the same job, resume it" from "the file changed, start afresh".
+``runs/<run_id>/result.json`` (:class:`TrainingResult`) is written last by the trainer: its
+presence means the run trained.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -16,6 +23,8 @@ from flowrl_core.skills.remap import Remap
 from flowrl_core.skills.spec import PlanStep
 from flowrl_core.store.objects import Store, now_iso
 from flowrl_core.store.runs import RunStore
+
+DEFAULT_TRAINER = "ppo"
 
 
 @dataclass
@@ -34,10 +43,12 @@ class SkillJob:
     continuation: bool = False
     env_options: dict[str, Any] = field(default_factory=dict)
     created_at: str = field(default_factory=now_iso)
+    trainer: str = DEFAULT_TRAINER  # "ppo" or an import path "pkg.module:function" (see lifecycle.train)
 
-    @property
-    def budget(self) -> int:
-        return int(self.config["total_timesteps"])
+    def identity(self) -> str:
+        """Hash of what this job trains; equal for a rerun of the same file, config and env."""
+        return job_identity(skill=self.skill, env=self.env, env_options=self.env_options, config=self.config,
+                            continuation=self.continuation, plan=self.plan, specs=self.specs, trainer=self.trainer)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -56,7 +67,49 @@ class SkillJob:
             base_versions={int(k): v for k, v in d["base_versions"].items()},
             config=dict(d["config"]), continuation=bool(d.get("continuation", False)),
             env_options=dict(d.get("env_options") or {}), created_at=d.get("created_at", ""),
+            trainer=str(d.get("trainer", DEFAULT_TRAINER)),
         )
+
+
+def job_identity(*, skill: str, env: str, env_options: Mapping[str, Any], config: Mapping[str, Any],
+                 continuation: bool, plan: list[PlanStep], specs: Mapping[str, Any], trainer: str) -> str:
+    doc = {"skill": skill, "env": env, "env_options": dict(env_options), "config": dict(config),
+           "continuation": bool(continuation), "plan": [s.to_dict() for s in plan],
+           "specs": {k: specs[k] for k in sorted(specs)}, "trainer": trainer}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    """``runs/<run_id>/result.json``: what the trainer produced (the merge reads it)."""
+
+    run_id: str
+    skill: str
+    frames: int
+    updates: int
+    early_stopped: bool
+    resumed_from_update: int
+    expert_steps_global: dict[int, int]  # env steps each expert acted, by global index
+    metrics: dict[str, Any]  # the last update's scalar metrics (success_rate, mean_episode_length, ...)
+    artifacts: dict[str, str] = field(default_factory=dict)  # learning_curve / rollout paths, or *_error
+
+    @property
+    def success_rate(self) -> float | None:
+        value = self.metrics.get("success_rate")
+        return float(value) if isinstance(value, (int, float)) else None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["expert_steps_global"] = {str(k): v for k, v in self.expert_steps_global.items()}
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "TrainingResult":
+        return cls(run_id=str(d["run_id"]), skill=str(d["skill"]), frames=int(d["frames"]), updates=int(d["updates"]),
+                   early_stopped=bool(d.get("early_stopped", False)),
+                   resumed_from_update=int(d.get("resumed_from_update", 0)),
+                   expert_steps_global={int(k): int(v) for k, v in d.get("expert_steps_global", {}).items()},
+                   metrics=dict(d.get("metrics") or {}), artifacts=dict(d.get("artifacts") or {}))
 
 
 def load_job(store: Store, run_id: str) -> SkillJob:
@@ -64,7 +117,7 @@ def load_job(store: Store, run_id: str) -> SkillJob:
     data = run.read_doc("job.json")
     try:
         return SkillJob.from_dict(data)
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise StoreCorruptError(store.path(*run.parts("job.json")), f"not a job document ({exc})") from None
 
 
@@ -72,6 +125,11 @@ def expert_parts(run: RunStore, global_index: int) -> tuple[str, ...]:
     return run.parts("experts", f"{global_index:06d}.msgpack")
 
 
-def read_result(store: Store, run_id: str) -> dict[str, Any] | None:
+def read_result(store: Store, run_id: str) -> TrainingResult | None:
     run = store.run(run_id)
-    return run.read_doc("result.json") if run.has_doc("result.json") else None
+    if not run.has_doc("result.json"):
+        return None
+    try:
+        return TrainingResult.from_dict(run.read_doc("result.json"))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise StoreCorruptError(store.path(*run.parts("result.json")), f"not a training result ({exc})") from None

@@ -1,79 +1,47 @@
-"""The trainer's process: ``python -m flowrl_core.lifecycle.train --store URL --run-id ID``.
+"""The trainer's process: ``python -m flowrl_core.lifecycle.train --run-id ID --messages-fd N``.
 
 Runs in a child process so that a crash, an out-of-memory or a SIGKILL is an ordinary task
 failure the orchestrator retries, and so each child can be pinned to one GPU with
-``CUDA_VISIBLE_DEVICES`` (set by the parent, with JAX preallocation off).  Everything it needs
-is in the run's ``job.json``; everything it produces goes back into the run folder:
-checkpoints (resume), ``metrics.jsonl``, the trained experts and, last, ``result.json``.
+``CUDA_VISIBLE_DEVICES`` (set by the parent, with JAX preallocation off).  Its inputs arrive on
+stdin (:class:`~flowrl_core.lifecycle.messages.TrainerInput`: store URL and options stay off the
+command line), everything it needs is in the run's ``job.json``, and everything it produces goes
+back into the run folder: checkpoints (resume), ``metrics.jsonl``, the trained experts and, last,
+``result.json``.  It reports to its task through :mod:`~flowrl_core.lifecycle.messages`.
 A run that already has ``result.json`` is finished: running it again does nothing.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-import time
+from collections.abc import Callable
 from typing import Any
 
 from flowrl_core.errors import FlowRLError
-from flowrl_core.lifecycle.artifacts import write_artifacts
-from flowrl_core.lifecycle.job import SkillJob, expert_parts, load_job, read_result
+from flowrl_core.lifecycle import messages
+from flowrl_core.lifecycle.job import TrainingResult, expert_parts, load_job, read_result
+from flowrl_core.lifecycle.trainers import TrainerContext, resolve_trainer
 from flowrl_core.plugins import load_plugins
 from flowrl_core.store.objects import Store
 from flowrl_core.store.params import params_to_bytes
-from flowrl_core.store.runs import RunStore
 
 
-class MetricsWriter:
-    """Buffers per-update metrics and rewrites ``metrics.jsonl`` at most every ``every_s``."""
-
-    def __init__(self, run: RunStore, every_s: float = 2.0, echo: bool = True):
-        self.run = run
-        self.rows: list[dict[str, Any]] = run.read_metrics()  # a resumed run keeps its history
-        self.every_s = every_s
-        self.last = 0.0
-        self.echo = echo
-
-    def __call__(self, row: dict[str, Any]) -> None:
-        self.rows = [r for r in self.rows if r.get("update", -1) < row.get("update", 0)] + [row]
-        if self.echo:
-            print(json.dumps({"metrics": row}, default=float), flush=True)
-        if time.monotonic() - self.last >= self.every_s:
-            self.flush()
-
-    def flush(self) -> None:
-        self.run.write_metrics(self.rows)
-        self.last = time.monotonic()
+class TrainingDiverged(FlowRLError):
+    """The trained parameters hold NaN or infinity: merging them would poison the library."""
 
 
-class CheckpointWithMetrics:
-    """Flushes metrics before each checkpoint, so a resumed run's history has no gap."""
+def _all_finite(tree: Any) -> bool:
+    import jax
+    import numpy as np
 
-    def __init__(self, run: RunStore, metrics: MetricsWriter):
-        self.run, self.metrics = run, metrics
-
-    def save(self, update: int, data: bytes) -> None:
-        self.metrics.flush()
-        self.run.save(update, data)
-
-    def load_latest(self) -> bytes | None:
-        return self.run.load_latest()
+    return all(bool(np.all(np.isfinite(np.asarray(leaf)))) for leaf in jax.tree.leaves(tree)
+               if np.issubdtype(np.asarray(leaf).dtype, np.floating))
 
 
-def seed_params(store: Store, job: SkillJob) -> dict[int, Any]:
-    """local index → expert params from the versions pinned at setup (missing: random init)."""
-    from flowrl_core.store.experts import load_params, version_by_id
-    return {job.remap.global_to_local[g]: load_params(store, version_by_id(store, vid))
-            for g, vid in job.base_versions.items() if vid is not None}
-
-
-def run_job(store: Store, run_id: str, *, echo: bool = True) -> dict[str, Any]:
-    from flowrl_core.envs import make_env_and_params
-    from flowrl_core.skills.parsing import parse_skill
-    from flowrl_core.training.config import PPOConfig
-    from flowrl_core.training.ppo import extract_experts, train
+def run_job(store: Store, run_id: str, *, send: Callable[[messages.Message], None] | None = None) -> TrainingResult:
+    """Train ``run_id`` (resuming from its last checkpoint) and write its result; idempotent."""
+    send = send or (lambda m: None)
     existing = read_result(store, run_id)
     if existing is not None:
         return existing
@@ -81,29 +49,28 @@ def run_job(store: Store, run_id: str, *, echo: bool = True) -> dict[str, Any]:
     run = store.run(run_id)
     checkpoints = run.checkpoints()
     resumed_from = int(checkpoints[-1][:9]) if checkpoints else 0
-    if resumed_from:
-        print(f"resuming run {run_id} from its checkpoint at update {resumed_from}", flush=True)
-    env, env_params = make_env_and_params(job.env, job.env_options)
-    specs = {name: parse_skill(d) for name, d in job.specs.items()}
-    config = PPOConfig(**job.config)
-    metrics = MetricsWriter(run, echo=echo)
-    result = train(env, env_params, job.plan, specs, job.remap.local_of_skill(), config,
-                   init_params=seed_params(store, job), checkpoint_io=CheckpointWithMetrics(run, metrics),
-                   on_metrics=metrics)
-    metrics.flush()
-    experts = extract_experts(result.params)
-    for local, params in experts.items():
-        store.write_bytes(expert_parts(run, job.remap.local_to_global[local]), params_to_bytes(params))
-    doc = {
-        "run_id": run_id, "skill": job.skill, "frames": int(result.frames), "updates": int(result.updates),
-        "early_stopped": bool(result.early_stopped), "resumed_from_update": resumed_from,
-        "expert_steps_global": {str(job.remap.local_to_global[int(l)]): int(v)
-                                for l, v in enumerate(result.expert_steps)},
-        "metrics": {k: v for k, v in (result.metrics or {}).items() if isinstance(v, (int, float, str, bool))},
-    }
-    doc["artifacts"] = write_artifacts(store, job, env, env_params, specs, config, result.params, metrics.rows)
-    run.write_doc("result.json", doc)  # last: its presence means the run is finished
-    return doc
+    send(messages.Started(run_id=run_id, resumed_from_update=resumed_from, pid=os.getpid()))
+    trainer = resolve_trainer(job.trainer)
+    trained = trainer(TrainerContext(store=store, job=job, run=run, resumed_from_update=resumed_from,
+                                     on_progress=lambda row: send(messages.Progress(run_id=run_id, row=row))))
+    missing = sorted(set(job.remap.local_to_global.values()) - set(trained.experts))
+    if missing:
+        raise FlowRLError(f"skill {job.skill!r}: trainer {job.trainer!r} returned no parameters for experts {missing}")
+    for g, params in trained.experts.items():
+        if not _all_finite(params):
+            raise TrainingDiverged(
+                f"skill {job.skill!r}: run {run_id} produced non-finite parameters for expert {g} "
+                f"({job.remap.skill_of_global.get(g)}); nothing was merged — lower lr or check the settings "
+                f"{ {k: job.config.get(k) for k in ('lr', 'max_grad_norm', 'clip_eps', 'ent_coef')} }")
+    for g, params in trained.experts.items():
+        store.write_bytes(expert_parts(run, g), params_to_bytes(params))
+    result = TrainingResult(run_id=run_id, skill=job.skill, frames=trained.frames, updates=trained.updates,
+                            early_stopped=trained.early_stopped, resumed_from_update=run.resumed_from,
+                            expert_steps_global=dict(trained.expert_steps), metrics=dict(trained.metrics),
+                            artifacts=dict(trained.artifacts))
+    run.write_doc("result.json", result.to_dict())  # last: its presence means the run is finished
+    send(messages.Finished(run_id=run_id, frames=result.frames, early_stopped=result.early_stopped))
+    return result
 
 
 def _configure_jax() -> None:
@@ -116,20 +83,38 @@ def _configure_jax() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m flowrl_core.lifecycle.train")
-    parser.add_argument("--store", required=True)
-    parser.add_argument("--run-id", required=True)
-    parser.add_argument("--storage-options", default="{}", help="JSON dict for fsspec")
+    parser = argparse.ArgumentParser(prog="python -m flowrl_core.lifecycle.train",
+                                     description="Train one run; reads a TrainerInput JSON document on stdin.")
+    parser.add_argument("--run-id", required=True, help="the run to train (also in the input; shown in ps)")
+    parser.add_argument("--messages-fd", type=int, default=None, help="pipe for protocol messages (default: none)")
     args = parser.parse_args(argv)
+    pipe = os.fdopen(args.messages_fd, "w", buffering=1) if args.messages_fd is not None else None
+
+    def send(message: messages.Message) -> None:
+        if pipe is not None:
+            pipe.write(messages.encode(message))
+
     try:
+        given = messages.TrainerInput.from_json(sys.stdin.read())
+        if given.run_id != args.run_id:
+            raise messages.ProtocolError(f"--run-id {args.run_id} differs from the input's run id {given.run_id}")
         load_plugins()
         _configure_jax()
-        store = Store(args.store, storage_options=json.loads(args.storage_options), create=False)
-        doc = run_job(store, args.run_id)
+        store = Store(given.store, storage_options=given.storage_options, create=False)
+        run_job(store, given.run_id, send=send)
     except FlowRLError as exc:
+        send(messages.Failed(run_id=args.run_id, error=str(exc)))
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 2
-    print(json.dumps({"result": doc}), flush=True)
+    except Exception as exc:  # a bug or a failing plugin: the task learns what, the log keeps the traceback
+        import traceback
+
+        send(messages.Failed(run_id=args.run_id, error=f"{type(exc).__name__}: {str(exc)[:500]}"))
+        traceback.print_exc()
+        return 1
+    finally:
+        if pipe is not None:
+            pipe.close()
     return 0
 
 

@@ -11,12 +11,11 @@ from dataclasses import dataclass
 import networkx as nx
 
 from flowrl_core.skills.graph import (
-    build_graph,
     critical_path,
     critical_path_lengths,
     training_order,
 )
-from flowrl_core.skills.plan import execution_plan
+from flowrl_core.skills.plan import Planner
 from flowrl_core.skills.remap import Remap, remap_for_plan
 from flowrl_core.skills.spec import PlanStep, SkillSpec
 
@@ -52,17 +51,42 @@ def proposed_indices(order: Sequence[str], existing: Mapping[str, int]) -> dict[
 
 
 def overview(specs: Sequence[SkillSpec], existing_indices: Mapping[str, int] | None = None) -> GraphOverview:
-    graph = build_graph(list(specs))
+    planner = Planner(specs)
+    graph = planner.graph
     order = training_order(graph)
     indices = proposed_indices(order, existing_indices or {})
     flat = {name: idx for name, (idx, _) in indices.items()}
     lengths = critical_path_lengths(graph)
     skills = {}
     for name in order:
-        plan = execution_plan(specs, name)
+        plan = planner.plan(name)
         skills[name] = SkillOverview(
             name=name, depends_on=sorted(graph.predecessors(name)), plan=plan, index=indices[name][0],
             index_is_new=indices[name][1], remap=remap_for_plan(name, plan, flat),
             remaining_path=lengths[name],
         )
     return GraphOverview(graph=graph, order=order, critical_path=critical_path(graph), skills=skills)
+
+
+PLAN_SCHEMA = "flowrl.plan/1"
+
+
+def plan_document(view: GraphOverview, source: str) -> dict:
+    """``flowrl plan --json``: the same facts as the printed plan (README "Commands" has the schema)."""
+    return {
+        "schema": PLAN_SCHEMA, "source": source,
+        "graph": {
+            "skills": list(view.order),
+            "edges": [{"from": u, "to": v, "reason": view.graph.edges[u, v].get("reason", "")}
+                      for u, v in sorted(view.graph.edges)],
+        },
+        "order": list(view.order),
+        "critical_path": list(view.critical_path),
+        "skills": [{
+            "name": name, "depends_on": list(s.depends_on), "expert": s.index, "expert_is_new": s.index_is_new,
+            "plan": [{"skill": p.skill, "count": p.count} for p in s.plan],
+            "remap": [{"global": int(g), "local": int(loc), "skill": s.remap.skill_of_global[g]}
+                      for g, loc in s.remap.global_to_local.items()],
+            "remaining_path": s.remaining_path,
+        } for name, s in ((n, view.skills[n]) for n in view.order)],
+    }

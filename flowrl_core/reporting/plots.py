@@ -11,8 +11,10 @@ which needs no global state and no display.
 
 from __future__ import annotations
 
+import functools
 import io
 import math
+import os
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -46,7 +48,8 @@ STATE_LABELS: dict[str, str] = {
 
 _CATEGORY_OF: dict[str, str] = {
     **dict.fromkeys(("completed", "trained", "already done", "done", "merged", "cached"), "trained"),
-    **dict.fromkeys(("running", "training", "started", "setup", "merging"), "running"),
+    **dict.fromkeys(("running", "training", "started", "setup", "merging", "unfinished"), "running"),
+    "untrained": "pending",
     **dict.fromkeys(("failed", "crashed", "error"), "failed"),
     **dict.fromkeys(("skipped", "upstream failed", "cancelled", "canceled", "cancelling"), "skipped"),
 }
@@ -316,9 +319,25 @@ def dag_png(graph: nx.DiGraph, states: dict[str, str], critical: list[str] | Non
 
 # --------------------------------------------------------------------------- rollout GIFs
 
+CAPTION_PX = 11
+
+
+def caption_font(size: int = CAPTION_PX) -> ImageFont.FreeTypeFont:
+    """DejaVu Sans from matplotlib's own data: always installed with flowrl, and it has every glyph
+    the captions use ("×", "→", "…").  Pillow's built-in default font has no "×" (it drew a box)."""
+    import matplotlib
+
+    return _font(os.path.join(matplotlib.get_data_path(), "fonts", "ttf", "DejaVuSans.ttf"), size)
+
+
+@functools.lru_cache(maxsize=8)
+def _font(path: str, size: int) -> ImageFont.FreeTypeFont:
+    return ImageFont.truetype(path, size)
+
+
 def _caption_strip(text: str, width: int) -> np.ndarray:
     """A black band with one line of white text, cut with an ellipsis to fit the frame."""
-    font = ImageFont.load_default()
+    font = caption_font()
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     _, top, _, bottom = probe.textbbox((0, 0), "Ag|", font=font)
     height = int(bottom - top) + 6

@@ -22,11 +22,11 @@ import networkx as nx
 
 from flowrl_core.errors import FlowRLError
 from flowrl_core.reporting.plots import dag_png, learning_curve_png
-from flowrl_core.reporting.status import summarize_store
+from flowrl_core.reporting.status import SkillState, summarize_store
 from flowrl_core.skills.graph import build_graph, critical_path
 from flowrl_core.skills.spec import SkillSpec
 from flowrl_core.store.objects import Store, now_iso
-from flowrl_core.store.runs import skill_runs
+from flowrl_core.store.runs import RunRecord, RunState, skill_runs
 
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto; max-width: 1200px;
@@ -37,7 +37,7 @@ table { border-collapse: collapse; margin: 0.5em 0; } th, td { border: 1px solid
 th { background: #f5f5f5; text-align: left; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
 img { max-width: 100%; height: auto; } img.gif { image-rendering: pixelated; }
 code { background: #f5f5f5; padding: 0 3px; }
-.state-trained { background: #c8e6c9; } .state-failed { background: #ffcdd2; } .state-pending { background: #fff; }
+.state-trained { background: #c8e6c9; } .state-failed { background: #ffcdd2; } .state-pending, .state-untrained { background: #fff; } .state-unfinished { background: #bbdefb; }
 """
 
 
@@ -71,16 +71,8 @@ def _skill_graph(specs: list[SkillSpec]) -> tuple[nx.DiGraph, str | None]:
         return graph, f"dependency edges not drawn: {exc}"
 
 
-def _state(runs: Mapping[str, Mapping[str, Any]]) -> str:
-    """The DAG state of a skill from its run records (a store knows nothing of live flows)."""
-    statuses = {r.get("status") for r in runs.values()}
-    if "completed" in statuses:
-        return "trained"
-    return "failed" if "failed" in statuses else "pending"
-
-
-def _latest_completed(runs: Mapping[str, Mapping[str, Any]]) -> tuple[str, Mapping[str, Any]] | None:
-    done = [(r.get("completed_at") or "", rid, r) for rid, r in runs.items() if r.get("status") == "completed"]
+def _latest_completed(runs: Mapping[str, RunRecord]) -> tuple[str, RunRecord] | None:
+    done = [(r.ended_at, rid, r) for rid, r in runs.items() if r.state is RunState.COMPLETED]
     if not done:
         return None
     _, rid, record = max(done, key=lambda t: (t[0], t[1]))
@@ -148,21 +140,19 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[tuple[str, str]]]) ->
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _summary_table(skills: Mapping[str, Mapping[str, Any]], states: Mapping[str, str],
-                   anchors: Mapping[str, str]) -> str:
+def _summary_table(skills: Sequence[SkillState], anchors: Mapping[str, str]) -> str:
     rows = []
-    for name, s in skills.items():
-        state = states.get(name, "pending")
+    for s in skills:
         rows.append([
-            (f'<a href="#{anchors[name]}">{_e(name)}</a>', ""),
-            (_e(state), f"state-{state}"),
-            (_e(s.get("index") if s.get("index") is not None else "—"), "num"),
-            (_count(s.get("frames")), "num"),
-            (_count(s.get("trained_frames")), "num"),
-            (_e(s.get("runs", 0)), "num"),
-            (_e(s.get("completed_runs", 0)), "num"),
-            (_e(s.get("unfinished_runs", 0)), "num"),
-            (_rate(s.get("success_rate")), "num"),
+            (f'<a href="#{anchors[s.name]}">{_e(s.name)}</a>', ""),
+            (_e(s.state), f"state-{s.state}"),
+            (_e(s.expert if s.expert is not None else "—"), "num"),
+            (_count(s.frames), "num"),
+            (_count(s.trained_frames), "num"),
+            (_e(s.runs), "num"),
+            (_e(s.completed_runs), "num"),
+            (_e(s.unfinished_runs), "num"),
+            (_rate(s.success_rate), "num"),
         ])
     headers = ["skill", "state", "expert index", "expert frames", "trained frames", "runs", "completed",
                "unfinished", "last success rate"]
@@ -187,16 +177,13 @@ def _spec_html(spec: SkillSpec | None) -> str:
     return "".join(parts)
 
 
-def _runs_table(runs: Mapping[str, Mapping[str, Any]]) -> str:
-    def when(item: tuple[str, Mapping[str, Any]]) -> tuple[str, str]:
-        return str(item[1].get("started_at") or item[1].get("completed_at") or ""), item[0]
-
-    ordered = sorted(runs.items(), key=when)
-    rows = [[(f"<code>{_e(rid)}</code>", ""), (_e(r.get("status", "?")), ""),
-             (_count(r.get("frames")), "num"), (_rate(r.get("success_rate")), "num"),
-             (_e(r.get("started_at") or "—"), ""), (_e(r.get("completed_at") or "—"), "")]
+def _runs_table(runs: Mapping[str, RunRecord]) -> str:
+    ordered = sorted(runs.items(), key=lambda item: (item[1].started_at or item[1].ended_at, item[0]))
+    rows = [[(f"<code>{_e(rid)}</code>", ""), (_e(r.state.value), ""),
+             (_count(r.frames), "num"), (_rate(r.success_rate), "num"),
+             (_e(r.started_at or "—"), ""), (_e(r.ended_at or "—"), ""), (_e(r.reason[:200] or ""), "")]
             for rid, r in ordered]
-    return _table(["run", "status", "frames", "success rate", "started", "completed"], rows)
+    return _table(["run", "state", "frames", "success rate", "started", "ended", "reason"], rows)
 
 
 def _run_media(store: Store, skill: str, run_id: str) -> str:
@@ -217,7 +204,7 @@ def _run_media(store: Store, skill: str, run_id: str) -> str:
 
 
 def _skill_section(store: Store, name: str, anchor: str, spec: SkillSpec | None,
-                   runs: Mapping[str, Mapping[str, Any]]) -> str:
+                   runs: Mapping[str, RunRecord]) -> str:
     parts = [f'<h2 id="{anchor}">{_e(name)}</h2>', _spec_html(spec)]
     if runs:
         parts.append(_runs_table(runs))
@@ -236,32 +223,32 @@ def _skill_section(store: Store, name: str, anchor: str, spec: SkillSpec | None,
 def render_report(store: Store) -> str:
     """The report as an HTML string (write_report stores it; tests and servers can use it)."""
     summary = summarize_store(store)
-    skills: dict[str, Mapping[str, Any]] = summary["skills"]
+    skills = summary.skills
     specs, notes = _load_specs(store)
     by_name = {s.name: s for s in specs}
-    runs: dict[str, dict[str, dict[str, Any]]] = {}
-    for name in skills:
+    runs: dict[str, dict[str, RunRecord]] = {}
+    for s in skills:
         try:
-            runs[name] = skill_runs(store, name)
+            runs[s.name] = skill_runs(store, s.name)
         except FlowRLError as exc:
-            runs[name] = {}
-            notes.append(f"skill {name}: run records unreadable: {exc}")
-    states = {name: _state(r) for name, r in runs.items()}
-    anchors = {name: f"skill-{i}" for i, name in enumerate(skills)}
+            runs[s.name] = {}
+            notes.append(f"skill {s.name}: run records unreadable: {exc}")
+    states = {s.name: s.state for s in skills}
+    anchors = {s.name: f"skill-{i}" for i, s in enumerate(skills)}
     graph, graph_note = _skill_graph(specs)
     if graph_note:
         notes.append(graph_note)
 
-    body = [f"<h1>flowrl store report</h1><p class=\"meta\">store <code>{_e(summary['store'])}</code> · "
-            f"generated {_e(now_iso())}</p>", "<h2>Summary</h2>", _summary_table(skills, states, anchors)]
+    body = [f"<h1>flowrl store report</h1><p class=\"meta\">store <code>{_e(summary.store)}</code> · "
+            f"generated {_e(now_iso())}</p>", "<h2>Summary</h2>", _summary_table(skills, anchors)]
     if graph.number_of_nodes():
         body += ["<h2>Skill graph</h2>",
                  '<p class="note">Columns are training generations; bold edges are the critical path.</p>',
                  _img("image/png", dag_png(graph, states, critical_path(graph)), "skill dependency graph")]
     body += [f'<p class="error">{_e(n)}</p>' for n in notes]
-    body += [_skill_section(store, name, anchors[name], by_name.get(name), runs[name]) for name in skills]
+    body += [_skill_section(store, s.name, anchors[s.name], by_name.get(s.name), runs[s.name]) for s in skills]
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>flowrl report — {_e(summary['store'])}</title><style>{_CSS}</style></head>\n<body>\n"
+            f"<title>flowrl report — {_e(summary.store)}</title><style>{_CSS}</style></head>\n<body>\n"
             + "\n".join(body) + "\n</body></html>\n")
 
 

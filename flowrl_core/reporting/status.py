@@ -1,31 +1,85 @@
-"""What ``flowrl status`` shows: every skill's expert, current version, frames and runs."""
+"""What ``flowrl status`` shows: every skill's expert, current version, frames, runs and state."""
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from typing import Any
 
+from flowrl_core.lifecycle.job import SkillJob, load_job
 from flowrl_core.store.experts import current_version
 from flowrl_core.store.objects import Store
-from flowrl_core.store.runs import skill_runs
+from flowrl_core.store.runs import RunRecord, RunState, skill_runs
 
 
-def summarize_store(store: Store) -> dict[str, Any]:
-    """What ``flowrl status`` prints: skills, their experts' current versions and their runs."""
+STATUS_SCHEMA = "flowrl.status/1"
+
+
+@dataclass(frozen=True)
+class SkillState:
+    name: str
+    expert: int | None
+    frames: int  # frames of the expert's current version (all runs that trained it)
+    version: str | None
+    trained_frames: int  # frames the skill's own completed runs trained
+    runs: int
+    completed_runs: int
+    unfinished_runs: int
+    failed_runs: int
+    success_rate: float | None  # of the latest completed run's last update
+    state: str  # trained | training or unfinished | failed | untrained
+    last_error: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class StoreStatus:
+    store: str
+    skills: tuple[SkillState, ...]
+
+    def skill(self, name: str) -> SkillState:
+        return next(s for s in self.skills if s.name == name)
+
+    def to_dict(self) -> dict[str, Any]:
+        """``flowrl status --json``: one object, skills as a list (README "Commands" has the schema)."""
+        return {"schema": STATUS_SCHEMA, "store": self.store, "skills": [s.to_dict() for s in self.skills]}
+
+
+def _state(runs: dict[str, RunRecord], has_version: bool) -> tuple[str, str]:
+    latest = max((r for r in runs.values() if r.state is not RunState.ABANDONED),
+                 key=lambda r: r.ended_at or r.started_at, default=None)
+    if latest is not None and latest.state is RunState.STARTED:
+        return "unfinished", ""
+    if latest is not None and latest.state is RunState.FAILED:
+        return "failed", latest.reason
+    trained = has_version or any(r.state is RunState.COMPLETED for r in runs.values())
+    return ("trained", "") if trained else ("untrained", "")
+
+
+def summarize_store(store: Store) -> StoreStatus:
+    """Every skill in the store with its expert's current version and its runs."""
     indices = store.expert_indices()
-    skills = {}
+    rows = []
     for name in sorted(set(store.skill_names()) | set(indices)):
         index = indices.get(name)
         version = current_version(store, index) if index is not None else None
         runs = skill_runs(store, name)
-        completed = [r for r in runs.values() if r.get("status") == "completed"]
-        last = max(completed, key=lambda r: r.get("completed_at", ""), default=None)
-        skills[name] = {
-            "index": index,
-            "frames": version.frames if version else 0,
-            "version": version.version_id if version else None,
-            "trained_frames": sum(int(r.get("frames", 0)) for r in completed),
-            "runs": len(runs), "completed_runs": len(completed),
-            "unfinished_runs": sum(1 for r in runs.values() if r.get("status") == "started"),
-            "success_rate": last.get("success_rate") if last else None,
-        }
-    return {"store": store.url, "skills": skills}
+        completed = [r for r in runs.values() if r.state is RunState.COMPLETED]
+        last = max(completed, key=lambda r: r.ended_at, default=None)
+        state, error = _state(runs, version is not None)
+        rows.append(SkillState(
+            name=name, expert=index, frames=version.frames if version else 0,
+            version=version.version_id if version else None, trained_frames=sum(r.frames for r in completed),
+            runs=len(runs), completed_runs=len(completed),
+            unfinished_runs=sum(1 for r in runs.values() if r.state is RunState.STARTED),
+            failed_runs=sum(1 for r in runs.values() if r.state is RunState.FAILED),
+            success_rate=last.success_rate if last else None, state=state, last_error=error))
+    return StoreStatus(store=store.url, skills=tuple(rows))
+
+
+def last_job(store: Store, skill: str) -> SkillJob | None:
+    """The job of the skill's latest completed run (what env and options it trained with)."""
+    completed = [r for r in skill_runs(store, skill).values() if r.state is RunState.COMPLETED]
+    last = max(completed, key=lambda r: r.ended_at, default=None)
+    return load_job(store, last.run_id) if last else None

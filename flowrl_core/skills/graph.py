@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 import networkx as nx
 
 from flowrl_core.errors import SkillFileError, did_you_mean
-from flowrl_core.skills.spec import SkillSpec
+from flowrl_core.skills.spec import SkillSpec, skill_key
 
 
 def needs(spec: SkillSpec) -> dict[str, int]:
@@ -48,9 +48,10 @@ def build_graph(specs: list[SkillSpec], *, source: str | None = None) -> nx.DiGr
     """Edges point from a dependency to its dependant (topological order = training order)."""
     seen: dict[str, str] = {}
     for spec in specs:
-        folded = spec.name.casefold()
+        folded = skill_key(spec.name)
         if folded in seen:
-            same = "" if seen[folded] == spec.name else f" (same as {seen[folded]!r} on a case-insensitive store)"
+            same = "" if seen[folded] == spec.name else f" (it reads the same as {seen[folded]!r}: names are compared " \
+                "case-insensitively after Unicode NFKC normalisation)"
             raise SkillFileError(f"duplicate skill name{same}; rename one of them", source=source, skill=spec.name)
         seen[folded] = spec.name
     by_name = {s.name: s for s in specs}

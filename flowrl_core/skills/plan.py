@@ -25,21 +25,41 @@ MAX_PLAN_RUNS = 10_000
 INVENTORY_CAP = 9  # Craftax-Classic's per-item cap; a plan needing more can never be executed
 
 
-class _Planner:
-    def __init__(self, specs: Sequence[SkillSpec], target: str):
+class Planner:
+    """Plans for many targets of one library: the graph, providers and depths are built once, so
+    planning every skill of a 10,000-skill file costs the sum of the plans, not n graphs."""
+
+    def __init__(self, specs: Sequence[SkillSpec], graph: nx.DiGraph | None = None):
         self.by_name = {s.name: s for s in specs}
         self.by_key = providers(specs)
-        self.graph = build_graph(list(specs))
+        self.graph = graph if graph is not None else build_graph(list(specs))
         self.depth = self._depths()
-        self.target = target
-        self.runs: list[str] = []
-        self.inventory: dict[str, int] = {}
+
+    def plan(self, target: str) -> list[PlanStep]:
+        """Steps that take an empty inventory to a completed run of ``target`` (target last)."""
+        if target not in self.by_name:
+            known = sorted(self.by_name)
+            raise SkillFileError(f"unknown target skill {target!r}; known: {', '.join(known[:20])}"
+                                 + (f" and {len(known) - 20} more" if len(known) > 20 else ""))
+        run = _Run(self, target)
+        run.run(target, ())
+        return group_runs(run.runs)
 
     def _depths(self) -> dict[str, int]:
         depth: dict[str, int] = {}
         for node in nx.topological_sort(self.graph):
             depth[node] = 1 + max((depth[p] for p in self.graph.predecessors(node)), default=0)
         return depth
+
+
+class _Run:
+    """One target's simulation: an inventory from empty and the runs that fill it."""
+
+    def __init__(self, planner: Planner, target: str):
+        self.by_name, self.by_key, self.depth = planner.by_name, planner.by_key, planner.depth
+        self.target = target
+        self.runs: list[str] = []
+        self.inventory: dict[str, int] = {}
 
     def _fail(self, message: str) -> SkillFileError:
         return SkillFileError(message, skill=self.target)
@@ -100,21 +120,12 @@ def group_runs(runs: Sequence[str]) -> list[PlanStep]:
 
 def execution_plan(specs: Sequence[SkillSpec], target: str) -> list[PlanStep]:
     """Steps that take an empty inventory to a completed run of ``target`` (target last)."""
-    names = {s.name for s in specs}
-    if target not in names:
-        raise SkillFileError(f"unknown target skill {target!r}; known: {', '.join(sorted(names))}")
-    planner = _Planner(specs, target)
-    planner.run(target, ())
-    return group_runs(planner.runs)
+    return Planner(specs).plan(target)
 
 
 def plan_skills(plan: Sequence[PlanStep]) -> list[str]:
     """Distinct skills of a plan in first-appearance order: the MoE's members."""
     return list(dict.fromkeys(step.skill for step in plan))
-
-
-def all_plans(specs: Sequence[SkillSpec]) -> dict[str, list[PlanStep]]:
-    return {s.name: execution_plan(specs, s.name) for s in specs}
 
 
 def plan_from_mapping(steps: Sequence[Mapping[str, object]]) -> list[PlanStep]:

@@ -8,11 +8,18 @@ file moves between environments.  Values are positive integers per run.
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Mapping
 
 ACHIEVEMENT_PREFIX = "achievement:"
+
+
+def skill_key(name: str) -> str:
+    """The form names are compared in: NFKC-normalised and case-folded, so "Ｃollect_Wood"
+    (full-width), an NFD-decomposed "Café" and "collect_wood" all collide with "Collect_Wood"."""
+    return unicodedata.normalize("NFKC", name).casefold()
 
 
 def is_achievement(key: str) -> bool:

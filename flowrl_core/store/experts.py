@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -213,13 +213,3 @@ def store_snapshot(store: Store) -> dict[int, dict[str, Any]]:
     """index → {skill, frames, run_id, sha}: what the store currently serves (for comparisons)."""
     return {i: {"skill": v.skill, "frames": v.frames, "run_id": v.run_id, "sha": v.params_sha256}
             for i, v in current_versions(store).items()}
-
-
-def expert_frames(store: Store, indices: Mapping[str, int]) -> dict[str, int]:
-    """skill → frames of its current expert version (0 when it has none yet)."""
-    out = {}
-    for skill, index in indices.items():
-        v = current_version(store, index)
-        out[skill] = v.frames if v else 0
-    return out
-

@@ -1,13 +1,26 @@
 """The expert store: one fsspec URL root holding skills, expert versions, runs and the index.
 
-Layout under the root (every object immutable except run checkpoints/metrics)::
+Layout under the root — the one place it is documented (README and docs/architecture.md point
+here).  Objects are immutable unless marked *rewritten*, and every rewritten one has a single
+writer (the process holding the run's lease, see :mod:`flowrl_core.store.leases`)::
 
-    store.json                                  marker: {"format": "flowrl-store", "version": 1}
-    index/slots/000007.json                     {"skill": ..}: global expert index 7 (create-once)
-    skills/<name>/spec.json                     the skill's declarative spec
-    experts/000007/versions/<key>.json          one merged version of expert 7 (see merge.py)
-    blobs/<sha256>.msgpack                      parameters, content-addressed
-    runs/<run_id>/...                           checkpoints, metrics.jsonl, remap.json, result.json
+    store.json                                   marker {"format": "flowrl-store", "version": 1}; create-once
+    index/slots/000007.json                      {"skill": ..}: global expert index 7; create-once
+    skills/<name>/spec.json                      the skill's declarative spec (rewritten when it changes)
+    skills/<name>/runs/<run_id>.json             RunRecord: started → completed | failed | abandoned (rewritten)
+    experts/000007/versions/<frames>-<run>-<sha>.json   one merged version of expert 7 (store/experts.py)
+    blobs/<sha256>.msgpack                       expert parameters, content-addressed
+    graphs/<stamp>-<label>-dag.png               a graph run's DAG picture, coloured by state
+    report.html                                  `flowrl report`'s page (rewritten)
+    runs/<run_id>/job.json                       SkillJob: plan, remap, config, env, pinned seed versions
+    runs/<run_id>/leases/000000.json             who may work on the run (create-once, renewed by its owner)
+    runs/<run_id>/checkpoints/000000012.msgpack  trainer state after update 12 (the newest two are kept)
+    runs/<run_id>/metrics.jsonl                  one JSON row per PPO update (rewritten while training)
+    runs/<run_id>/heartbeat.json                 the trainer is alive (rewritten every few seconds)
+    runs/<run_id>/experts/000007.msgpack         the run's trained parameters of expert 7
+    runs/<run_id>/artifacts/{learning_curve.png,rollout.gif}
+    runs/<run_id>/result.json                    TrainingResult, written last by the trainer
+    runs/<run_id>/merge.json                     the frame-count rule's decision per expert
 
 Why this shape: object stores (S3, GCS) have no locks and no rename, and several machines write
 at once.  So nothing shared is ever read-modified-written: the expert index is a set of
@@ -42,9 +55,10 @@ from flowrl_core.errors import (
     StoreCorruptError,
     StoreError,
     StoreNotFoundError,
+    UnreachableError,
 )
 from flowrl_core.skills.parsing import check_name, parse_skill
-from flowrl_core.skills.spec import SkillSpec
+from flowrl_core.skills.spec import SkillSpec, skill_key
 
 if TYPE_CHECKING:
     from flowrl_core.store.runs import RunStore
@@ -67,6 +81,18 @@ def _durable_temp(path: str, data: bytes) -> str:
         fh.flush()
         os.fsync(fh.fileno())
     return tmp
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """A network failure of a storage backend (whatever library raised it), not a refusal.
+
+    fsspec backends raise their own types (botocore's EndpointConnectionError, aiohttp's
+    ClientConnectorError ...), which do not derive from ConnectionError.
+    """
+    if isinstance(exc, (ConnectionError, TimeoutError)):
+        return True
+    names = " ".join(c.__name__ for c in type(exc).__mro__)
+    return any(word in names for word in ("Connect", "Timeout", "Unreachable"))
 
 
 def now_iso() -> str:
@@ -92,6 +118,10 @@ class Store:
 
     def __init__(self, url: str = DEFAULT_STORE, *, storage_options: dict[str, Any] | None = None,
                  create: bool = True):
+        self._locate(url, storage_options)
+        self._ensure_marker(create)
+
+    def _locate(self, url: str, storage_options: dict[str, Any] | None) -> None:
         if not isinstance(url, str) or not url.strip():
             raise StoreError("store URL is empty; pass a folder, file://, memory:// or s3:// URL")
         self.storage_options = dict(storage_options or {})
@@ -101,7 +131,7 @@ class Store:
             raise StoreError(f"store {url}: the backend is not installed ({exc}); for s3:// "
                              "install flowrl[s3]") from None
         except (ValueError, TypeError) as exc:
-            raise StoreError(f"store {url}: {exc}; use a folder, file://, memory:// or s3:// URL") from None
+            raise StoreError(f"store {url}: {str(exc)[:200]}; use a folder, file://, memory:// or s3:// URL") from None
         self.fs = fs
         self.local = isinstance(fs, LocalFileSystem)
         if self.local:
@@ -112,7 +142,6 @@ class Store:
         self.root = root
         self.url = self._url_of(root, fs)
         self._slot_cache: dict[str, str] = {}
-        self._ensure_marker(create)
 
     @staticmethod
     def _url_of(root: str, fs: Any) -> str:
@@ -137,29 +166,94 @@ class Store:
         return path[len(self.root) + 1:] if path.startswith(self.root + "/") else path
 
     def _ensure_marker(self, create: bool) -> None:
+        """Open the store, creating it when asked; race-free when many processes create it at once.
+
+        The marker is written create-once: of several processes creating one fresh store, one
+        writes it and the others read it.  Only entries that are not ours count against an
+        existing folder (our temporary files and a marker being written do not).
+        """
+        try:
+            self._open_or_create(create)
+        except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError):
+            raise
+        except Exception as exc:
+            if not is_unreachable(exc):
+                raise
+            raise UnreachableError(f"store {self.url} cannot be reached ({type(exc).__name__}: {str(exc)[:200]}); "
+                                   "check its endpoint, credentials and network") from None
+
+    def _open_or_create(self, create: bool) -> None:
         marker = self.path("store.json")
-        if self.fs.exists(marker):
-            data = self.read_json("store.json")
-            if not isinstance(data, dict) or data.get("format") != FORMAT:
-                raise StoreCorruptError(marker, "not a flowrl store marker")
-            if data.get("version", 0) > FORMAT_VERSION:
-                raise StoreError(f"store {self.url} has format version {data.get('version')}; this "
-                                 f"flowrl reads up to {FORMAT_VERSION}: upgrade flowrl")
+        for _ in range(50):
+            if self.fs.exists(marker):
+                try:
+                    data = self.read_json("store.json")
+                except StoreNotFoundError:
+                    continue  # listed but not yet readable (object stores): look again
+                if not isinstance(data, dict) or data.get("format") != FORMAT:
+                    raise StoreCorruptError(marker, "not a flowrl store marker")
+                if data.get("version", 0) > FORMAT_VERSION:
+                    raise StoreError(f"store {self.url} has format version {data.get('version')}; this "
+                                     f"flowrl reads up to {FORMAT_VERSION}: upgrade flowrl")
+                return
+            if not create:
+                raise StoreNotFoundError(f"{self.url} is not a flowrl store (no store.json); run "
+                                         "`flowrl run` to create one or check the URL")
+            self._check_creatable()
+            body = json.dumps({"format": FORMAT, "version": FORMAT_VERSION, "created_at": now_iso()},
+                              indent=1, sort_keys=True).encode()
+            if self.create_exclusive(("store.json",), body):
+                return
+        raise StoreError(f"store {self.url}: its marker store.json exists but cannot be read")
+
+    def _check_creatable(self) -> None:
+        """Refuse to turn a file, or a folder holding something else, into a store."""
+        if not self.fs.exists(self.root):
             return
-        if not create:
-            raise StoreNotFoundError(f"{self.url} is not a flowrl store (no store.json); run "
-                                     "`flowrl run` to create one or check the URL")
-        if self.fs.exists(self.root):
-            try:
-                entries = self.fs.ls(self.root, detail=False)
-            except (FileNotFoundError, NotADirectoryError):
-                entries = []
-            if not self.fs.isdir(self.root):
-                raise StoreError(f"store root {self.url} is a file; name a folder")
-            if entries:
-                raise StoreError(f"{self.url} is not empty and is not a flowrl store (no store.json); "
-                                 "pick a new or empty folder")
-        self.write_json(("store.json",), {"format": FORMAT, "version": FORMAT_VERSION, "created_at": now_iso()})
+        if not self.fs.isdir(self.root):
+            raise StoreError(f"store root {self.url} is a file; name a folder")
+        try:
+            entries = self.fs.ls(self.root, detail=False)
+        except (FileNotFoundError, NotADirectoryError):
+            entries = []
+        names = {e.rstrip("/").rsplit("/", 1)[-1] for e in entries}
+        foreign = sorted(n for n in names if n != "store.json" and not n.startswith(".tmp-"))
+        if foreign:
+            raise StoreError(f"{self.url} is not empty and is not a flowrl store (no store.json; it holds "
+                             f"{', '.join(foreign[:3])}{'…' if len(foreign) > 3 else ''}); pick a new or empty folder")
+
+    @classmethod
+    def probe(cls, url: str, *, storage_options: dict[str, Any] | None = None) -> bool:
+        """True if ``url`` is a store, False if one can be created there; raises otherwise.
+
+        Writes nothing: it is how a run validates its store before anything is written.
+        """
+        try:
+            cls(url, storage_options=storage_options, create=False)
+            return True
+        except StoreNotFoundError:
+            pass
+        handle = cls.__new__(cls)
+        handle._locate(url, storage_options)
+        try:
+            handle._check_creatable()
+            if not handle.local:
+                bucket = handle.root.split("/", 1)[0]
+                if not handle.fs.exists(bucket):
+                    raise StoreError(f"store {handle.url}: bucket {bucket!r} does not exist; create it first")
+        except (FileNotFoundError, PermissionError) as exc:
+            raise StoreError(f"store {handle.url}: {exc}") from None
+        except Exception as exc:
+            if not is_unreachable(exc):
+                raise
+            raise UnreachableError(f"store {handle.url} cannot be reached ({type(exc).__name__}: {str(exc)[:200]})") from None
+        if handle.local:
+            parent = handle.root
+            while parent and not os.path.exists(parent):
+                parent = os.path.dirname(parent)
+            if not parent or not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
+                raise StoreError(f"store {handle.url} cannot be created: {parent or '/'} is not a writable folder")
+        return False
 
     def _parts(self, parts: str | Iterable[str]) -> tuple[str, ...]:
         return (parts,) if isinstance(parts, str) else tuple(parts)
@@ -287,6 +381,11 @@ class Store:
             current = self.expert_indices()
             if skill in current:
                 return current[skill]
+            clash = next((name for name in current if skill_key(name) == skill_key(skill)), None)
+            if clash is not None:
+                raise StoreError(f"skill {skill!r} reads the same as {clash!r}, already in store {self.url} (names "
+                                 f"are compared case-insensitively after Unicode NFKC normalisation); use {clash!r} "
+                                 "or a clearly different name")
             nxt = 1 + max((int(_SLOT.match(n).group(1)) for n in names), default=-1)  # type: ignore[union-attr]
             slot = f"{nxt:06d}.json"
             body = json.dumps({"skill": skill, "claimed_at": now_iso()}).encode()
@@ -297,7 +396,15 @@ class Store:
 
     # ----------------------------------------------------------------- skill specs
     def save_skill(self, spec: SkillSpec) -> None:
-        self.write_json(("skills", spec.name, "spec.json"), spec.to_dict())
+        """Store the spec (the latest one wins); unchanged specs are not rewritten."""
+        parts = ("skills", spec.name, "spec.json")
+        body = spec.to_dict()
+        try:
+            if self.read_json(parts) == body:
+                return
+        except StoreNotFoundError:
+            pass
+        self.write_json(parts, body)
 
     def load_skill(self, name: str) -> SkillSpec:
         data = self.read_json(("skills", name, "spec.json"))

@@ -7,11 +7,12 @@ up front instead of one skill an hour in.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from flowrl_core.errors import FlowRLError
+from flowrl_core.errors import FlowRLError, did_you_mean, short
 
 PROFILES = ("cpu", "tiny", "default")
 
@@ -79,10 +80,6 @@ class PPOConfig:
         return self.num_envs * self.num_steps
 
     @property
-    def minibatch_size(self) -> int:
-        return self.batch_size // self.num_minibatches
-
-    @property
     def num_updates(self) -> int:
         return int(self.total_timesteps) // self.batch_size
 
@@ -119,36 +116,82 @@ def base_config(profile: str) -> PPOConfig:
     raise ConfigError(f"unknown training profile {profile!r}; choose one of {', '.join(PROFILES)}")
 
 
+# Every setting's allowed range, checked before anything is written: a NaN, an infinity or a
+# nonsensical value (lr=-1, gamma=inf, clip_eps=-3, total_timesteps=1e30) is refused with the
+# range, not discovered as a NaN expert an hour later.  (lo, hi, lo_open): lo < v (lo_open) or
+# lo <= v, and v <= hi.  The README's table of training settings lists the same ranges.
+BOUNDS: dict[str, tuple[float, float, bool]] = {
+    "num_envs": (1, 65_536, False), "num_steps": (1, 100_000, False),
+    "total_timesteps": (1, 1e12, False), "lr": (0.0, 1.0, True), "update_epochs": (1, 1_000, False),
+    "num_minibatches": (1, 1_000_000, False), "gamma": (0.0, 1.0, True), "gae_lambda": (0.0, 1.0, False),
+    "clip_eps": (0.0, 10.0, True), "ent_coef": (0.0, 10.0, False), "vf_coef": (0.0, 100.0, False),
+    "max_grad_norm": (0.0, 1e6, True), "width": (1, 65_536, False), "depth": (1, 64, False),
+    "seed": (0, 2**31 - 1, False), "checkpoint_every": (0, 1e9, False), "success_threshold": (0.0, 1.0, True),
+    "early_stop_min_episodes": (0, 1e9, False), "updates_per_call": (1, 10_000, False),
+    "reset_bank_size": (1, 10_000_000, False), "bank_refresh": (0, 10_000_000, False),
+    "shaping": (0.0, 100.0, False), "completion_reward": (0.0, 1_000.0, False), "block_size": (1, 1_000_000, False),
+    "max_steps": (1, 10_000_000, False), "frontier_reset_prob": (0.0, 1.0, False),
+    "frontier_buffer_size": (1, 1_000_000, False),
+}
+
+
+def planned_frames(config: Mapping[str, Any] | PPOConfig) -> int:
+    """Frames a run with this config trains: whole updates only, so the budget rounded down.
+
+    The one rule both the trainer (how many updates) and setup (is the skill done?) use: a
+    100,000-frame budget at 2,048 frames an update trains 48 updates = 98,304 frames, and a skill
+    that trained that much is done — a rerun must not train it again.
+    """
+    cfg = config if isinstance(config, PPOConfig) else PPOConfig(**config)
+    return cfg.num_updates * cfg.batch_size
+
+
 def resolve_config(profile: str, overrides: Mapping[str, Any] | None = None,
                    skill_train: Mapping[str, Any] | None = None, *, skill: str = "") -> dict[str, Any]:
-    """JSON-ready config dict for one skill (later layers win)."""
+    """JSON-ready config dict for one skill: profile, then the skill file's ``train:``, then
+    ``overrides`` (the command line's ``--set`` / the Run form) — later layers win, so a user can
+    shrink any run without editing its file."""
     config = base_config(profile)
     fields = {f.name for f in dataclasses.fields(config)}
     merged: dict[str, Any] = {}
-    for layer_name, layer in (("overrides", overrides or {}), ("train", skill_train or {})):
+    for layer_name, layer in (("the skill file's train:", skill_train or {}), ("--set/overrides", overrides or {})):
         for key, value in layer.items():
             if key not in fields:
-                import difflib
-
-                close = difflib.get_close_matches(key, sorted(fields), n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise ConfigError(f"{_who(skill)}unknown training setting {key!r} in {layer_name}{hint}")
+                raise ConfigError(f"{_who(skill)}unknown training setting {short(key)} in {layer_name}"
+                                  f"{did_you_mean(str(key), sorted(fields))}")
             merged[key] = value
     types = {f.name: str(f.type) for f in dataclasses.fields(config)}
-    for key, value in merged.items():
+    for key, value in list(merged.items()):
         _check_type(key, value, types[key], skill)
+        if types[key].startswith("int") and isinstance(value, float):
+            merged[key] = int(value)  # YAML and JSON read 1e6 as a float
     try:
         config = dataclasses.replace(config, **merged)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{_who(skill)}invalid training settings {merged}: {exc}") from None
+        raise ConfigError(f"{_who(skill)}invalid training settings: {exc}") from None
     out = dataclasses.asdict(config)
-    if int(out["total_timesteps"]) <= 0:
-        raise ConfigError(f"{_who(skill)}total_timesteps must be positive")
+    for key, value in out.items():
+        _check_range(key, value, skill)
+    if config.num_minibatches > config.batch_size:
+        raise ConfigError(f"{_who(skill)}num_minibatches={config.num_minibatches} exceeds num_envs * num_steps = "
+                          f"{config.batch_size}")
+    if config.num_updates < 1:
+        raise ConfigError(f"{_who(skill)}total_timesteps={config.total_timesteps} is less than one update "
+                          f"(num_envs * num_steps = {config.batch_size} frames); raise it or shrink the batch")
     return out
 
 
 def _who(skill: str) -> str:
     return f"skill {skill!r}: " if skill else ""
+
+
+def _check_range(key: str, value: Any, skill: str) -> None:
+    if value is None or isinstance(value, bool) or key not in BOUNDS:
+        return
+    lo, hi, lo_open = BOUNDS[key]
+    if not math.isfinite(float(value)) or (value <= lo if lo_open else value < lo) or value > hi:
+        left = "(" if lo_open else "["
+        raise ConfigError(f"{_who(skill)}training setting {key}={short(value)} is out of range {left}{lo:g}, {hi:g}]")
 
 
 def _check_type(key: str, value: Any, annotation: str, skill: str) -> None:
@@ -162,9 +205,11 @@ def _check_type(key: str, value: Any, annotation: str, skill: str) -> None:
         ok = isinstance(value, bool)
     elif annotation.startswith("int"):
         ok = isinstance(value, int) and not isinstance(value, bool)
+        if not ok and isinstance(value, float) and value.is_integer():
+            return  # YAML and JSON read 1e6 as a float (resolve_config makes it an int)
     elif annotation.startswith("float"):
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
     else:
         ok = True
     if not ok:
-        raise ConfigError(f"{_who(skill)}training setting {key!r} must be {annotation}, got {value!r}")
+        raise ConfigError(f"{_who(skill)}training setting {key!r} must be {annotation}, got {short(value)}")

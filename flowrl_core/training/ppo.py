@@ -125,6 +125,7 @@ class TrainState(NamedTuple):
     frames: Count  # env steps trained
     expert_steps: Count  # [K]: env steps acted per local expert
     bank: ResetBank
+    ep_return: jax.Array  # float32[num_envs]: reward summed over the current episode so far
     from_frontier: jax.Array  # bool[num_envs]: the current episode started from a frontier state
     frontier: FrontierBuffer | None  # None when frontier_reset_prob == 0
 
@@ -141,6 +142,7 @@ class Transition(NamedTuple):
     success: jax.Array
     reached: jax.Array  # plan step the episode had entered when it ended
     ep_len: jax.Array
+    ep_return: jax.Array  # the episode's return up to and including this step
     out_of_budget: jax.Array  # the episode ended because its step budget ran out
     frontier: jax.Array  # the episode that ended here had started from a frontier state
     restart_frontier: jax.Array  # the episode that starts after this step starts from a frontier state
@@ -254,7 +256,7 @@ def make_update_fn(env: Env, env_params: PyTree, plan: CompiledPlan, net: MoEAct
                               jnp.minimum(buf.size + n, cap), (buf.cursor + n) % cap)
 
     def env_step(carry, _):
-        params, env_state, obs, step, start_inv, ep_len, bank, from_frontier, frontier, rng = carry
+        params, env_state, obs, step, start_inv, ep_len, ep_ret, bank, from_frontier, frontier, rng = carry
         if frontier_on:
             rng, k_act, k_env, k_use, k_pick = jax.random.split(rng, 5)
         else:
@@ -270,6 +272,7 @@ def make_update_fn(env: Env, env_params: PyTree, plan: CompiledPlan, net: MoEAct
         last = step == n_plan - 1
         success = step_done & last
         ep_len = ep_len + 1
+        ep_ret = ep_ret + reward
         env_end = out.done.astype(bool)
         out_of_budget = (ep_len >= budget) & ~success & ~env_end
         ep_end = success | env_end | out_of_budget
@@ -283,7 +286,7 @@ def make_update_fn(env: Env, env_params: PyTree, plan: CompiledPlan, net: MoEAct
             use_frontier = (ep_end & (frontier.size > 0)
                             & (jax.random.uniform(k_use, (n_env,)) < config.frontier_reset_prob))
         transition = Transition(obs, expert, action, log_prob, value, reward, step_done | ep_end, ep_end, success,
-                                next_step, ep_len, out_of_budget, from_frontier, use_frontier)
+                                next_step, ep_len, ep_ret, out_of_budget, from_frontier, use_frontier)
         obs2, state2, bank = reset_done(bank, ep_end & ~use_frontier, out.obs, out.state)
         restart_step = jnp.zeros_like(next_step)
         restart_len = jnp.zeros_like(ep_len)
@@ -298,16 +301,18 @@ def make_update_fn(env: Env, env_params: PyTree, plan: CompiledPlan, net: MoEAct
         start_inv = jnp.where(ep_end[:, None], v_inv(state2), start_inv)
         next_step = jnp.where(ep_end, restart_step, next_step)
         ep_len = jnp.where(ep_end, restart_len, ep_len)
+        ep_ret = jnp.where(ep_end, 0.0, ep_ret)  # a frontier episode's return counts from its own start
         from_frontier = jnp.where(ep_end, use_frontier, from_frontier)
-        return (params, state2, obs2, next_step, start_inv, ep_len, bank, from_frontier, frontier, rng), transition
+        return ((params, state2, obs2, next_step, start_inv, ep_len, ep_ret, bank, from_frontier, frontier, rng),
+                transition)
 
     def update_fn(state: TrainState) -> tuple[TrainState, dict[str, jax.Array]]:
         rng, k_bank, k_roll, k_epochs = jax.random.split(state.rng, 4)
         bank = refresh_bank(env, k_bank, env_params, state.bank, bank_refresh) if bank_refresh else state.bank
-        carry = (state.params, state.env_state, state.obs, state.plan_step, state.start_inv, state.ep_len, bank,
-                 state.from_frontier, state.frontier, k_roll)
+        carry = (state.params, state.env_state, state.obs, state.plan_step, state.start_inv, state.ep_len,
+                 state.ep_return, bank, state.from_frontier, state.frontier, k_roll)
         carry, traj = jax.lax.scan(env_step, carry, None, n_steps)
-        _, env_state, obs, step, start_inv, ep_len, bank, from_frontier, frontier, _ = carry
+        _, env_state, obs, step, start_inv, ep_len, ep_ret, bank, from_frontier, frontier, _ = carry
         _, last_value = net.apply(state.params, obs, plan.step_expert[step])
         adv, targets = compute_gae(traj.value, traj.reward, traj.cut, last_value, config.gamma, config.gae_lambda)
 
@@ -340,6 +345,7 @@ def make_update_fn(env: Env, env_params: PyTree, plan: CompiledPlan, net: MoEAct
             "episode_starts": traj.ep_end.sum(), "frontier_starts": traj.restart_frontier.sum(),
             "reached_ge": jnp.cumsum(reached_hist[::-1])[::-1],  # episodes that entered step j
             "ep_len_sum": jnp.sum(jnp.where(ended, traj.ep_len, 0)),
+            "return_sum": jnp.sum(jnp.where(ended, traj.ep_return, 0.0)),  # of the episodes that ended here
             "acted": acted, "mean_reward": traj.reward.mean(),
             "policy_loss": aux["pg_sum"] / jnp.maximum(aux["count"], 1),
             "value_loss": aux["vl_sum"] / jnp.maximum(aux["count"], 1),
@@ -348,7 +354,7 @@ def make_update_fn(env: Env, env_params: PyTree, plan: CompiledPlan, net: MoEAct
         }
         new_state = TrainState(params, opt_state, env_state, obs, step, start_inv, ep_len, rng, state.update + 1,
                                state.frames.add(jnp.int32(config.batch_size)), state.expert_steps.add(acted), bank,
-                               from_frontier, frontier)
+                               ep_ret, from_frontier, frontier)
         return new_state, metrics
 
     return update_fn
@@ -412,7 +418,7 @@ def init_state(env: Env, env_params: PyTree, plan: CompiledPlan, net: MoEActorCr
                                   jnp.zeros((cap,), jnp.int32), jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
     return TrainState(params, tx.init(params), env_state, obs, zeros, start_inv, zeros, rng,
                       jnp.zeros((), jnp.int32), Count.zeros(), Count.zeros((k,)), bank,
-                      jnp.zeros((config.num_envs,), bool), frontier)
+                      jnp.zeros((config.num_envs,), jnp.float32), jnp.zeros((config.num_envs,), bool), frontier)
 
 
 def _leaves_dict(tree: PyTree) -> dict[str, np.ndarray]:
@@ -451,7 +457,7 @@ def state_to_bytes(state: TrainState, meta: Mapping[str, Any]) -> bytes:
         "run": serialization.to_state_dict({
             "plan_step": state.plan_step, "start_inv": state.start_inv, "ep_len": state.ep_len, "rng": state.rng,
             "update": state.update, "frames": state.frames._asdict(), "expert_steps": state.expert_steps._asdict(),
-            "from_frontier": state.from_frontier}),
+            "ep_return": state.ep_return, "from_frontier": state.from_frontier}),
     }
     return serialization.msgpack_serialize(payload)
 
@@ -476,7 +482,10 @@ def state_from_bytes(data: bytes, template: TrainState, meta: Mapping[str, Any])
         jax.tree.map(as_j, params), jax.tree.map(as_j, opt_state), env_state, obs, as_j(run["plan_step"]),
         as_j(run["start_inv"]), as_j(run["ep_len"]), as_j(run["rng"]), as_j(run["update"]),
         Count(as_j(run["frames"]["hi"]), as_j(run["frames"]["lo"])),
-        Count(as_j(run["expert_steps"]["hi"]), as_j(run["expert_steps"]["lo"])), bank, from_frontier, frontier)
+        Count(as_j(run["expert_steps"]["hi"]), as_j(run["expert_steps"]["lo"])), bank,
+        # checkpoints from before episode returns were tracked restart the running sums at zero
+        as_j(run["ep_return"]) if "ep_return" in run else jnp.zeros_like(template.ep_return),
+        from_frontier, frontier)
 
 
 # --------------------------------------------------------------------------- driver
@@ -495,6 +504,7 @@ def _metrics_rows(m: Mapping[str, np.ndarray], first_update: int, batch: int, k:
             "success_rate": float(m["successes"][i]) / episodes if episodes else None,
             "step_reached": [float(m["reached_ge"][i][j]) / episodes if episodes else None for j in range(n_plan)],
             "mean_episode_length": float(m["ep_len_sum"][i]) / episodes if episodes else None,
+            "mean_return": float(m["return_sum"][i]) / episodes if episodes else None,
             "out_of_budget": float(m["out_of_budget"][i]) / episodes if episodes else None,
             "frontier_episodes": int(m["frontier_episodes"][i]),
             "frontier_success_rate": (float(m["frontier_successes"][i]) / int(m["frontier_episodes"][i])

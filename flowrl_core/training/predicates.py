@@ -40,6 +40,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from flowrl_core.errors import FlowRLError
 from flowrl_core.plugins import ImportPathError, resolve_callable
 from flowrl_core.skills.spec import (
     PlanStep,
@@ -51,7 +52,7 @@ from flowrl_core.skills.spec import (
 UserPredicate = Callable[..., tuple[jax.Array, jax.Array]]
 
 
-class PredicateError(ValueError):
+class PredicateError(FlowRLError, ValueError):
     """A plan that can not be compiled against an env (unknown key, bad predicate path, ...)."""
 
 
@@ -126,6 +127,27 @@ class CompiledPlan:
             done = jnp.where(user >= 0, u_done, done)
             reward = jnp.where(user >= 0, u_reward, reward)
         return done, (reward + self.completion_reward * done).astype(jnp.float32)
+
+
+def check_specs_for_env(specs: Sequence[SkillSpec], item_names: Sequence[str], achievement_names: Sequence[str],
+                        *, env_name: str = "env") -> None:
+    """What :func:`compile_plan` would refuse, checked once per skill (linear in the library):
+    every ``gains`` key exists in the env, every predicate imports and traces with the right
+    signature.  Run before anything is written, so a typo is not found an hour into training."""
+    items, achs = set(item_names), set(achievement_names)
+    checked: set[str] = set()
+    for spec in specs:
+        for key in spec.gains:
+            known = achs if is_achievement(key) else items
+            name = achievement_name(key) if is_achievement(key) else key
+            if name not in known:
+                kind = "an achievement" if is_achievement(key) else "an item"
+                raise PredicateError(f"skill {spec.name!r}: gains key {key!r} is not {kind} of env {env_name!r} "
+                                     f"(known: {', '.join(sorted(known))})")
+        if spec.predicate and spec.predicate not in checked:
+            fn = resolve_predicate(spec.predicate, skill=spec.name)
+            _check_user_predicate(fn, spec.predicate, spec.name, len(item_names), len(achievement_names))
+            checked.add(spec.predicate)
 
 
 def compile_plan(item_names: Sequence[str], achievement_names: Sequence[str], plan: Sequence[PlanStep],

@@ -30,14 +30,51 @@ class ExitCode(IntEnum):
     INTERRUPTED = 130  # Ctrl-C
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  context_settings={"help_option_names": ["-h", "--help"]},  # inherited by every command
                   help="Train a library of RL skills as a Prefect DAG.")
-out = Console()
-err = Console(stderr=True)
+
+
+def _console(stderr: bool = False) -> Console:
+    """A terminal gets rich's usual fit-to-width output; a pipe or file gets no width limit, so
+    ``flowrl status | cat`` or a CI log never cuts a skill name (COLUMNS still wins when set)."""
+    stream = sys.stderr if stderr else sys.stdout
+    wide = not stream.isatty() and not os.environ.get("COLUMNS")
+    return Console(stderr=stderr, width=100_000 if wide else None)
+
+
+out = _console()
+err = _console(stderr=True)
+
+
+def _version(value: bool) -> None:
+    if not value:
+        return
+    from importlib.metadata import PackageNotFoundError, version
+
+    def v(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+
+    print(f"flowrl {v('flowrl')} (prefect {v('prefect')}, jax {v('jax')}, python {sys.version.split()[0]})")
+    raise typer.Exit(ExitCode.OK)
 
 
 @app.callback()
-def _root() -> None:
+def _root(
+    version: bool = typer.Option(False, "--version", "-V", callback=_version, is_eager=True,
+                                 help="Print flowrl's version (and Prefect's, JAX's) and exit."),
+) -> None:
     """Train a library of RL skills as a Prefect DAG."""
+
+
+def print_json(document: object) -> None:
+    """Machine-readable output: plain JSON on stdout, nothing else (no colour, no wrapping)."""
+    import json
+
+    sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
 
 
 def fail(message: str, code: int = ExitCode.BAD_INPUT) -> None:
@@ -45,15 +82,17 @@ def fail(message: str, code: int = ExitCode.BAD_INPUT) -> None:
     raise typer.Exit(code)
 
 
-def _parse_settings(items: list[str]) -> dict:
+def _parse_settings(items: list[str], flag: str = "--set") -> dict:
     """``--set lr=3e-4 --set num_envs=64`` → typed dict (JSON values, else strings)."""
     import json
+
+    from flowrl_core.errors import short
 
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
-        if not sep or not key:
-            fail(f"--set expects KEY=VALUE, got {item!r}")
+        if not sep or not key.strip():
+            fail(f"{flag} expects KEY=VALUE, got {short(item)}")
         try:
             out[key.strip()] = json.loads(value)
         except ValueError:
@@ -67,7 +106,39 @@ def main() -> None:
     # loaded laptop or CI box can miss; telemetry only adds "database is locked" noise locally.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    import signal
+
+    def _terminate(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM (a CI runner cancelling the job) stops like Ctrl-C
+
+    signal.signal(signal.SIGTERM, _terminate)
     sys.exit(run_app())
+
+
+def _stop_children() -> None:
+    """Stop the trainers this command started and let their runs' leases go, so the next command
+    resumes them at once (a Ctrl-C in a terminal reaches them anyway; a signal to this process
+    alone, as a CI runner sends, would leave them training unwatched)."""
+    import psutil
+
+    from flowrl_core.store import leases
+
+    try:
+        children = psutil.Process().children(recursive=True)
+    except psutil.Error:
+        children = []
+    for child in children:
+        try:
+            child.terminate()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(children, timeout=10)
+    for child in children:
+        try:
+            child.kill()
+        except psutil.Error:
+            pass
+    leases.release_all()
 
 
 def run_app(args: list[str] | None = None) -> int:
@@ -90,7 +161,8 @@ def run_app(args: list[str] | None = None) -> int:
     except typer.Exit as exc:
         return int(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):
-        err.print("interrupted")
+        _stop_children()
+        err.print("interrupted: trainings stopped; rerun the same command to resume them")
         return ExitCode.INTERRUPTED
     except Exception as exc:  # usage errors carry show()/exit_code (click or typer's fork of it)
         if hasattr(exc, "show") and hasattr(exc, "exit_code"):
@@ -101,4 +173,3 @@ def run_app(args: list[str] | None = None) -> int:
         err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {str(exc)[:300]} "
                   "(set FLOWRL_DEBUG=1 for the traceback)", highlight=False, soft_wrap=True)
         return ExitCode.INTERNAL
-

@@ -1,17 +1,45 @@
-"""``flowrl run`` and ``flowrl continue``: the train-skill-graph flow with live progress."""
+"""``flowrl run`` and ``flowrl continue``: the train-skill-graph flow with live progress.
+
+Both validate everything (:func:`~flowrl_core.lifecycle.prepare.prepare_graph_run`) before
+Prefect starts or anything is written, so bad input is one line and exit 2 with no store
+created; then the flow runs in a thread while the terminal shows one progress bar per skill.
+The skill file is read once: the flow receives its decoded form.
+"""
 
 from __future__ import annotations
 
+import json as jsonlib
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from rich.table import Table
 
-from flows.cli.app import _parse_settings, app, err, fail, out
+from flowrl_core.defaults import DEFAULT_ENV, DEFAULT_PROFILE, DEFAULT_STORE
+from flows.cli.app import ExitCode, _parse_settings, app, err, fail, out
 
 
-def _run_flow(kwargs: dict, store_url: str, targets: list[str], budgets: dict[str, int]) -> int:
+def _progress_notes(store: Any, targets: list[str], budgets: dict[str, int]) -> dict[str, tuple[int, str]]:
+    """skill -> (frames so far, note), read from the store's run records and metrics."""
+    from flowrl_core.store.runs import RunState, skill_runs
+
+    notes = {}
+    for name in targets:
+        runs = sorted(skill_runs(store, name).values(), key=lambda r: r.started_at)
+        live = [r for r in runs if r.state is RunState.STARTED]
+        if live:
+            rows = store.run(live[-1].run_id).read_metrics()
+            sr = rows[-1].get("success_rate") if rows else None
+            notes[name] = (rows[-1].get("frames", 0) if rows else 0,
+                           f"success {sr:.0%}" if isinstance(sr, (int, float)) else "starting")
+        elif runs and runs[-1].state is RunState.COMPLETED:
+            notes[name] = (budgets[name], "done")
+        elif runs and runs[-1].state is RunState.FAILED:
+            notes[name] = (0, "failed")
+    return notes
+
+
+def _run_flow(kwargs: dict[str, Any], plan: Any, *, as_json: bool) -> int:
     """Run the flow in a worker thread while the terminal shows per-skill progress bars."""
     import threading
 
@@ -23,121 +51,172 @@ def _run_flow(kwargs: dict, store_url: str, targets: list[str], budgets: dict[st
         TimeElapsedColumn,
     )
 
+    from flowrl_core.lifecycle.outcomes import GraphSummary
     from flowrl_core.store.objects import Store
-    from flowrl_core.store.runs import skill_runs
     from flows.graph_flow import train_skill_graph
 
-    box: dict = {}
+    box: dict[str, Any] = {}
 
     def target() -> None:
         try:
             box["state"] = train_skill_graph(**kwargs, return_state=True)
-        except BaseException as exc:  # surfaced below as one line
+        except BaseException as exc:  # noqa: BLE001 - surfaced below as one line
             box["error"] = exc
 
     thread = threading.Thread(target=target, daemon=True)
     thread.start()
+    targets, budgets = list(plan.targets), dict(plan.budgets)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[note]}"),
                TimeElapsedColumn())
-    with Progress(*columns, console=out, transient=False, disable=not out.is_terminal) as progress:
+    with Progress(*columns, console=out, transient=False, disable=as_json or not out.is_terminal) as progress:
         bars = {n: progress.add_task(n, total=budgets[n], note="waiting") for n in targets}
         store = None
         while thread.is_alive():
             thread.join(1.0)
             try:
-                store = store or Store(store_url, storage_options=kwargs.get("storage_options") or {}, create=False)
-                for name in targets:
-                    runs = skill_runs(store, name)
-                    live = [r for r in runs.values() if r.get("status") == "started"]
-                    done = [r for r in runs.values() if r.get("status") == "completed"]
-                    if live:
-                        rows = store.run(live[-1]["run_id"]).read_metrics()
-                        frames = rows[-1].get("frames", 0) if rows else 0
-                        sr = rows[-1].get("success_rate") if rows else None
-                        note = f"success {sr:.0%}" if isinstance(sr, (int, float)) else "starting"
-                        progress.update(bars[name], completed=frames, note=note)
-                    elif done:
-                        progress.update(bars[name], completed=budgets[name], note="done")
-            except Exception:  # the store may not exist yet; progress is best effort
+                store = store or Store(plan.settings.store, storage_options=dict(plan.settings.storage_options),
+                                       create=False)
+                for name, (frames, note) in _progress_notes(store, targets, budgets).items():
+                    progress.update(bars[name], completed=frames, note=note)
+            except Exception:  # noqa: BLE001 - the store may not exist yet; progress is best effort
                 continue
     if "error" in box:
-        raise box["error"]
+        raise _infrastructure(box["error"])
     state = box["state"]
     summary = state.result(raise_on_failure=False)
-    if not isinstance(summary, dict):
-        fail(f"flow ended {state.name}: {state.message}", code=1)
-    table = Table(title=f"results in {summary['store']}")
+    if not isinstance(summary, GraphSummary):
+        fail(f"flow ended {state.name}: {str(state.message)[:300]}", code=ExitCode.FAILED)
+    if as_json:
+        out.print_json(jsonlib.dumps(summary.to_dict()))
+    else:
+        _print_summary(summary)
+    if not summary.ok:
+        err.print(f"[bold red]failed:[/] {summary.message}", highlight=False, soft_wrap=True)
+        return ExitCode.FAILED
+    return ExitCode.OK
+
+
+def _infrastructure(exc: BaseException) -> BaseException:
+    """Prefect's API that would not start or answer is an infrastructure failure (exit 3)."""
+    from flowrl_core.errors import FlowRLError, UnreachableError
+
+    if isinstance(exc, FlowRLError):
+        return exc
+    text = f"{type(exc).__name__}: {exc}"
+    lowered = text.lower()
+    if isinstance(exc, (ConnectionError, TimeoutError)) or any(w in lowered for w in ("connect", "timed out", "reach api")):
+        return UnreachableError(f"the Prefect API could not be reached ({text[:200]}); check PREFECT_API_URL, "
+                                "or unset it to use the embedded one")
+    return exc
+
+
+def _print_summary(summary: Any) -> None:
+    table = Table(title=f"results in {summary.store}")
     for col in ("skill", "expert", "status", "frames", "success", "merge decisions"):
-        table.add_column(col)
-    for r in summary["skills"]:
-        sr = r.get("success_rate")
-        table.add_row(r["skill"], str(r.get("expert")), r["status"], str(r.get("frames") or ""),
-                      f"{sr:.0%}" if isinstance(sr, (int, float)) else "",
-                      ", ".join(f"{d['skill']} {d['action']}" for d in r.get("decisions", [])) or r.get("error", ""))
+        table.add_column(col, overflow="fold")
+    for o in summary.outcomes:
+        table.add_row(o.skill, str(o.expert), o.status.value, f"{o.frames:,}" if o.frames is not None else "",
+                      f"{o.success_rate:.0%}" if o.success_rate is not None else "",
+                      ", ".join(f"{d['skill']} {d['action']}" for d in o.decisions) or o.error[:200])
     out.print(table)
-    out.print(f"store: [bold]{summary['store']}[/] — inspect with `flowrl status {summary['store']}`")
-    if state.is_failed():
-        err.print(f"[bold red]failed:[/] {state.message}", highlight=False, soft_wrap=True)
-        return 1
-    return 0
+    out.print(f"store: [bold]{summary.store}[/] — inspect with `flowrl status {summary.store}`")
+
+
+def check_prefect_api() -> None:
+    """With ``PREFECT_API_URL`` set, the server must answer before anything runs (exit 3 if not)."""
+    import os
+
+    import httpx
+
+    from flowrl_core.errors import UnreachableError
+
+    url = os.environ.get("PREFECT_API_URL", "").strip()
+    if not url:
+        return  # the embedded, ephemeral API starts with the flow
+    try:
+        response = httpx.get(url.rstrip("/") + "/health", timeout=10.0)
+        response.raise_for_status()
+    except httpx.HTTPError as exc:
+        raise UnreachableError(f"the Prefect API at {url} could not be reached ({type(exc).__name__}: "
+                               f"{str(exc)[:150]}); start the server, fix PREFECT_API_URL, or unset it to use "
+                               "the embedded one") from None
+
+
+def _prepare(doc: Any, **settings: Any) -> Any:
+    from flowrl_core.lifecycle.prepare import RunSettings, prepare_graph_run
+
+    plan = prepare_graph_run(doc, RunSettings(**settings))
+    check_prefect_api()
+    return plan
+
+
+def _flow_kwargs(doc: Any, plan: Any) -> dict[str, Any]:
+    s = plan.settings
+    data = doc.to_data()
+    data.setdefault("name", Path(doc.source).stem)  # the artifacts' key, as if the flow had read the file
+    return dict(store=s.store, env=s.env, profile=s.profile, overrides=dict(s.overrides) or None,
+                slots=s.slots, gpus=list(s.gpus) or None, retries=s.retries, only=list(s.only) or None,
+                env_options=dict(s.env_options) or None, storage_options=dict(s.storage_options) or None,
+                internal={"skills": data, "continuation": s.continuation})
 
 
 @app.command()
 def run(
     skills_file: Path = typer.Argument(..., help="Skill file (.yaml, .yml or .json)."),
-    store: str = typer.Option("./flowrl-store", help="Store URL: folder, file://, memory:// or s3://."),
+    store: str = typer.Option(DEFAULT_STORE, help="Store URL: folder, file://, memory:// or s3://."),
     env: Optional[str] = typer.Option(None, help="Environment: gridworld, Craftax-Classic-Symbolic-v1, Craftax-Symbolic-v1 "
-                                      "(default: the skill file's env:, else gridworld)."),
+                                      f"(default: the skill file's env:, else {DEFAULT_ENV})."),
     env_opt: Optional[list[str]] = typer.Option(None, "--env-opt", help="Environment setting KEY=VALUE, e.g. max_steps=50."),
-    profile: str = typer.Option("cpu", help="Training profile: cpu, tiny or default (the GPU-scale reference)."),
-    slots: int = typer.Option(1, min=1, help="Skills training at once (ignored with --gpus)."),
+    profile: str = typer.Option(DEFAULT_PROFILE, help="Training profile: cpu, tiny or default (the GPU-scale reference)."),
+    slots: int = typer.Option(1, help="Skills training at once (ignored with --gpus)."),
     gpus: Optional[str] = typer.Option(None, help="Comma-separated GPU ids, one slot each, e.g. 0,1,2,3."),
-    retries: int = typer.Option(2, min=0, help="Retries of a failed training (each resumes from its checkpoint)."),
-    only: Optional[list[str]] = typer.Option(None, help="Train only these skills (repeatable)."),
-    set_: Optional[list[str]] = typer.Option(None, "--set", help="Training setting for every skill, KEY=VALUE."),
+    retries: int = typer.Option(2, help="Retries of a failed training (each resumes from its checkpoint)."),
+    only: Optional[list[str]] = typer.Option(None, help="Train only these skills (repeatable); the experts their "
+                                             "plans route through must be trained already."),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="Training setting for every skill, KEY=VALUE; "
+                                             "wins over the skill file's train: maps."),
+    as_json: bool = typer.Option(False, "--json", help="Print the results as one JSON object (see README)."),
 ) -> None:
     """Train every skill of SKILLS_FILE as a Prefect DAG (embedded Prefect unless PREFECT_API_URL is set)."""
-    from flowrl_core.skills.parsing import load_skill_file
-    from flowrl_core.training.config import resolve_config
-    specs = load_skill_file(skills_file)  # fail fast, before Prefect starts
-    overrides = _parse_settings(set_ or [])
-    targets = [s.name for s in specs if not only or s.name in only]
-    budgets = {s.name: int(resolve_config(profile, overrides, s.train, skill=s.name)["total_timesteps"])
-               for s in specs if s.name in targets}
-    gpu_list = [g.strip() for g in gpus.split(",") if g.strip()] if gpus else None
-    kwargs = dict(skills_file=str(skills_file), store=store, env=env, profile=profile, overrides=overrides,
-                  slots=slots, gpus=gpu_list, retries=retries, only=only or None,
-                  env_options=_parse_settings(env_opt or []) or None)
-    raise typer.Exit(_run_flow(kwargs, store, targets, budgets))
+    from flowrl_core.skills.parsing import read_skill_file
+
+    doc = read_skill_file(skills_file)
+    gpu_list = tuple(g.strip() for g in gpus.split(",")) if gpus else ()
+    plan = _prepare(doc, store=store, env=env, env_options=_parse_settings(env_opt or [], "--env-opt"),
+                    profile=profile, overrides=_parse_settings(set_ or []), only=tuple(only or ()), slots=slots,
+                    gpus=gpu_list, retries=retries)
+    raise typer.Exit(_run_flow(_flow_kwargs(doc, plan), plan, as_json=as_json))
 
 
 @app.command("continue")
 def continue_(
     skill: str = typer.Argument(..., help="A skill already in the store."),
-    frames: int = typer.Option(..., min=1, help="Extra frames to train."),
-    store: str = typer.Option("./flowrl-store", help="Store URL."),
+    frames: int = typer.Option(..., help="Extra frames to train."),
+    store: str = typer.Option(DEFAULT_STORE, help="Store URL."),
     skills_file: Optional[Path] = typer.Option(None, help="Skill file (default: the specs saved in the store)."),
-    env: str = typer.Option("gridworld", help="Environment."),
-    profile: str = typer.Option("cpu", help="Training profile."),
+    env: Optional[str] = typer.Option(None, help="Environment (default: the one the skill last trained in)."),
+    env_opt: Optional[list[str]] = typer.Option(None, "--env-opt", help="Environment setting KEY=VALUE."),
+    profile: str = typer.Option(DEFAULT_PROFILE, help="Training profile."),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="Training setting, KEY=VALUE."),
+    as_json: bool = typer.Option(False, "--json", help="Print the results as one JSON object."),
 ) -> None:
     """Train SKILL further as a new version; the frame-count rule decides what the store keeps."""
-    import json
-    import tempfile
-
+    from flowrl_core.reporting.status import last_job
+    from flowrl_core.skills.parsing import parse_skill_doc, read_skill_file
     from flowrl_core.store.objects import Store
+
     st = Store(store, create=False)
-    if skills_file is None:
-        names = st.skill_names()
-        if skill not in names:
-            fail(f"skill {skill!r} is not in store {st.url}; known: {', '.join(names) or 'none'}")
-        specs = [st.load_skill(n).to_dict() for n in names]
-        tmp = Path(tempfile.mkdtemp(prefix="flowrl-")) / "skills.json"
-        tmp.write_text(json.dumps({"skills": specs}))
-        skills_file = tmp
-    overrides = _parse_settings(set_ or []) | {"total_timesteps": frames}
-    kwargs = dict(skills_file=str(skills_file), store=store, env=env, profile=profile, overrides=overrides,
-                  only=[skill], continuation=True)
-    raise typer.Exit(_run_flow(kwargs, store, [skill], {skill: frames}))
-
-
+    names = st.skill_names()
+    if skill not in names:
+        fail(f"skill {skill!r} is not in store {st.url}; known: {', '.join(names[:20]) or 'none'}")
+    if skills_file is not None:
+        doc = read_skill_file(skills_file)
+    else:
+        doc = parse_skill_doc({"skills": [st.load_skill(n).to_dict() for n in names]}, source=f"{st.url} (saved specs)")
+    job = last_job(st, skill)
+    env_options = dict(job.env_options) if job and env is None else {}
+    env_options.update(_parse_settings(env_opt or [], "--env-opt"))
+    plan = _prepare(doc, store=store, env=env or (job.env if job else None), env_options=env_options,
+                    profile=profile, overrides={**_parse_settings(set_ or []), "total_timesteps": frames},
+                    only=(skill,), continuation=True)
+    raise typer.Exit(_run_flow(_flow_kwargs(doc, plan), plan, as_json=as_json))

@@ -53,10 +53,17 @@ def trigger(
     skills_file: Optional[str] = typer.Option(None, help="Skill file path as the workers see it."),
     store: Optional[str] = typer.Option(None, help="Store URL (default: the deployment's)."),
     param: Optional[list[str]] = typer.Option(None, "--param", help="Flow parameter KEY=VALUE (JSON values)."),
-    timeout: float = typer.Option(6 * 3600, help="Seconds to wait for the run to finish."),
+    commit: Optional[str] = typer.Option(None, help="Commit the run must execute (CI: $GITHUB_SHA); the "
+                                         "deployment's pull steps check it out or refuse to run another."),
+    timeout: float = typer.Option(6 * 3600, min=1, help="Seconds to wait; then the run is cancelled (exit 1)."),
+    poll: float = typer.Option(5.0, min=0.2, help="Seconds between state checks."),
 ) -> None:
-    """Run a deployment on the Prefect server and wait: exit 0 if it Completed, 1 otherwise (for CI)."""
-    from prefect.deployments import run_deployment
+    """Run a deployment on the Prefect server, print its URL at once, follow it, exit with its outcome.
+
+    Exit 0 Completed; 1 Failed, Crashed, Cancelled or timed out; 2 no such deployment or bad
+    parameters; 3 the API is unreachable; 130 interrupted (SIGINT/SIGTERM), which cancels the run.
+    """
+    from deployments.trigger import follow
 
     if not os.environ.get("PREFECT_API_URL"):
         fail("PREFECT_API_URL is not set: trigger runs a deployment on a Prefect server")
@@ -65,10 +72,5 @@ def trigger(
         params["skills_file"] = skills_file
     if store:
         params["store"] = store
-    flow_run = run_deployment(deployment, parameters=params, timeout=timeout, poll_interval=5, as_subflow=False)
-    state = flow_run.state
-    out.print(f"flow run {flow_run.name} ({flow_run.id}): {state.name if state else 'unknown'}"
-              + (f" — {state.message}" if state and state.message else ""))
-    raise typer.Exit(0 if state is not None and state.is_completed() else 1)
-
-
+    raise typer.Exit(follow(deployment, params, commit=commit, timeout_s=timeout, poll_s=poll,
+                            say=lambda line: (out.print(line, highlight=False, soft_wrap=True), out.file.flush())))

@@ -8,23 +8,29 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from flows.cli.app import app, out
+from flows.cli.app import app, out, print_json
 
 
 @app.command()
-def status(store: str = typer.Argument("./flowrl-store", help="Store URL.")) -> None:
+def status(
+    store: str = typer.Argument("./flowrl-store", help="Store URL."),
+    json_: bool = typer.Option(False, "--json", help="One JSON object on stdout (schema flowrl.status/1, see README)."),
+) -> None:
     """Skills, experts, versions, frames and the latest success rate in a store."""
     from flowrl_core.reporting.status import summarize_store
     from flowrl_core.store.objects import Store
     summary = summarize_store(Store(store, create=False))
-    table = Table(title=f"store {summary['store']}")
-    for col in ("skill", "expert", "frames", "version", "trained", "runs", "success"):
-        table.add_column(col)
-    for name, s in summary["skills"].items():
-        sr = s["success_rate"]
-        table.add_row(name, str(s["index"]), f"{s['frames']:,}", s["version"] or "—", f"{s['trained_frames']:,}",
-                      f"{s['completed_runs']}/{s['runs']}" + (f" ({s['unfinished_runs']} unfinished)" if s["unfinished_runs"] else ""),
-                      f"{sr:.0%}" if isinstance(sr, (int, float)) else "—")
+    if json_:
+        print_json(summary.to_dict())
+        return
+    table = Table(title=f"store {summary.store}")
+    for col in ("skill", "expert", "state", "frames", "version", "trained", "runs", "success"):
+        table.add_column(col, overflow="fold")
+    for s in summary.skills:
+        runs = f"{s.completed_runs}/{s.runs}" + (f" ({s.unfinished_runs} unfinished)" if s.unfinished_runs else "") \
+            + (f" ({s.failed_runs} failed)" if s.failed_runs else "")
+        table.add_row(s.name, str(s.expert), s.state, f"{s.frames:,}", s.version or "—", f"{s.trained_frames:,}", runs,
+                      f"{s.success_rate:.0%}" if s.success_rate is not None else "—")
     out.print(table)
 
 
@@ -38,5 +44,3 @@ def report(
     from flowrl_core.store.objects import Store
     path = write_report(Store(store, create=False), str(out_path) if out_path else None)
     out.print(f"report written to [bold]{path}[/]")
-
-
