@@ -55,7 +55,7 @@ def _eval_json(store: str, *extra: str) -> dict:
 def test_trained_expert_beats_random_and_results_repeat_for_a_seed(stores):
     trained, _ = stores
     report = _eval_json(trained, "--seed", "5")
-    assert report["skill"] == "Collect_Wood" and report["episodes"] == 200
+    assert report["schema"] == "flowrl.eval/1" and report["skill"] == "Collect_Wood" and report["episodes"] == 200
     assert report["max_steps"] == 10  # the gridworld's allowance x 1 plan run
     assert report["baseline"]["policy"] == "random" and report["baseline"]["episodes"] == 200
     assert report["success_rate"] >= 0.85

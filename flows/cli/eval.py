@@ -9,9 +9,10 @@ own seed stream: no reset bank, no frontier states, no world a trainer drew), ea
 step budget, and the same worlds with a uniform random policy.  Env, env options and budget
 default to what the skill's last training run used (its ``job.json``).
 
-``--json`` prints exactly one JSON object (nothing else on stdout)::
+``--json`` prints exactly one JSON object (nothing else on stdout), schema ``flowrl.eval/1``::
 
     {
+      "schema": "flowrl.eval/1",
       "skill": str, "env": str, "env_options": {str: any},
       "episodes": int,                 # per policy
       "max_steps": int,                # the step budget of every episode
@@ -41,13 +42,15 @@ The same numbers for the same seed, store and options.  Exit codes: 0 evaluated,
 
 from __future__ import annotations
 
-import json
 from typing import Optional
 
 import typer
 from rich.table import Table
 
-from flows.cli.app import _parse_settings, app, fail, out
+from flows.cli.app import _parse_settings, app, fail, out, print_json
+
+
+SCHEMA = "flowrl.eval/1"
 
 
 def _compilation_cache() -> None:
@@ -84,7 +87,7 @@ def eval_(
     env: Optional[str] = typer.Option(None, help="Environment (default: the one the skill last trained on)."),
     env_opt: Optional[list[str]] = typer.Option(None, "--env-opt", help="Environment setting KEY=VALUE "
                                                 "(default: the last training run's)."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object (schema: `flowrl eval --help`, module docstring)."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object on stdout (schema flowrl.eval/1, see README)."),
 ) -> None:
     """Evaluate SKILL from the store on fresh episodes, beside a uniform random policy."""
     from flowrl_core.evaluation import evaluate_skill
@@ -92,11 +95,11 @@ def eval_(
 
     st = Store(store, create=False)
     _compilation_cache()
-    options = _parse_settings(env_opt) if env_opt else None
+    options = _parse_settings(env_opt, "--env-opt") if env_opt else None
     report = evaluate_skill(st, skill, episodes=episodes, max_steps=max_steps, seed=seed, env=env,
                             env_options=options, greedy=greedy)
     if as_json:
-        print(json.dumps(report.to_dict(), sort_keys=True))
+        print_json({"schema": SCHEMA, **report.to_dict()})
         return
     r, b = report.result, report.baseline
     out.print(f"[bold]{report.skill}[/] on {report.env} {report.env_options or ''}: {report.episodes} fresh episodes "
