@@ -29,7 +29,7 @@ from benchmarks.trainer import RefActorCritic, make_reference
 from flowrl_core.envs import make_env_and_params
 from flowrl_core.evaluation import evaluate_policies, network_policy
 from flowrl_core.skills.graph import build_graph, training_order
-from flowrl_core.skills.parsing import load_skill_doc
+from flowrl_core.skills.parsing import read_skill_file
 from flowrl_core.skills.plan import execution_plan
 from flowrl_core.training.budget import plan_runs, step_budget
 from flowrl_core.training.config import PPOConfig
@@ -71,8 +71,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = ap.parse_args(argv)
     log = None if args.quiet else (lambda s: print(s, flush=True))
     print(device_line())
-    specs, defaults = load_skill_doc(args.file)
-    env_name, options = defaults.get("env") or "gridworld", dict(defaults.get("env_options") or {})
+    doc = read_skill_file(args.file)
+    specs = list(doc.specs)
+    env_name, options = doc.env or "gridworld", dict(doc.env_options)
     env, env_params = make_env_and_params(env_name, options)
     order = training_order(build_graph(specs))
     target = args.target or max(order, key=lambda n: (plan_runs(execution_plan(specs, n)), order.index(n)))

@@ -24,7 +24,7 @@ from pathlib import Path
 from benchmarks.common import device_line
 from benchmarks.library import train_file
 from flowrl_core.evaluation import evaluate_skill
-from flowrl_core.skills.parsing import load_skill_doc
+from flowrl_core.skills.parsing import read_skill_file
 from flowrl_core.store.objects import Store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,8 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", default=None, help="also write the reports here")
     args = p.parse_args(argv)
     print(device_line())
-    specs, defaults = load_skill_doc(args.file)
-    env_options = {**defaults.get("env_options", {}), **_settings(args.env_opt)}
+    doc = read_skill_file(args.file)
+    env_options = {**doc.env_options, **_settings(args.env_opt)}
     store = Store(args.store or tempfile.mkdtemp(prefix="flowrl-gridworld-eval-"))
     t0 = time.perf_counter()
     trained = train_file(store, args.file, env_options=env_options, profile=args.profile,

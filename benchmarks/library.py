@@ -8,6 +8,9 @@ training, not a copy of it, and skip Prefect's start-up.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -16,10 +19,11 @@ from typing import Any
 
 from flowrl_core.lifecycle.job import read_result
 from flowrl_core.lifecycle.merge import merge_run
+from flowrl_core.lifecycle.messages import TrainerInput
 from flowrl_core.lifecycle.setup import setup
 from flowrl_core.lifecycle.train import run_job
 from flowrl_core.skills.graph import build_graph, training_order
-from flowrl_core.skills.parsing import load_skill_doc
+from flowrl_core.skills.parsing import read_skill_file
 from flowrl_core.skills.spec import SkillSpec
 from flowrl_core.store.objects import Store
 from flowrl_core.training.config import resolve_config
@@ -43,8 +47,13 @@ def skill_configs(specs: Sequence[SkillSpec], profile: str = "cpu",
 
 def train_skills(store: Store, specs: Sequence[SkillSpec], *, env: str, env_options: Mapping[str, Any] | None = None,
                  profile: str = "cpu", overrides: Mapping[str, Any] | None = None,
-                 only: Sequence[str] | None = None) -> list[TrainedSkill]:
-    """setup → train → merge for every skill (or ``only`` these), dependencies first."""
+                 only: Sequence[str] | None = None, child: bool = False) -> list[TrainedSkill]:
+    """setup → train → merge for every skill (or ``only`` these), dependencies first.
+
+    ``child``: train in the trainer's own process, ``python -m flowrl_core.lifecycle.train``, as
+    the flow does -- which also uses the persistent compilation cache, so a second run of the same
+    shapes (or the same test on the next day) skips most of its compile time.
+    """
     configs = skill_configs(specs, profile, overrides)
     order = training_order(build_graph(list(specs)))
     for name in order:
@@ -60,7 +69,10 @@ def train_skills(store: Store, specs: Sequence[SkillSpec], *, env: str, env_opti
         if res.job is None:
             out.append(TrainedSkill(name, None, res.done_frames, False, None, 0.0))
             continue
-        run_job(store, res.job.run_id)
+        if child:
+            train_in_child(store, res.job.run_id)
+        else:
+            run_job(store, res.job.run_id)
         merge_run(store, res.job.run_id)
         result = read_result(store, res.job.run_id)
         assert result is not None, f"run {res.job.run_id} of {name} finished without a result"
@@ -69,12 +81,21 @@ def train_skills(store: Store, specs: Sequence[SkillSpec], *, env: str, env_opti
     return out
 
 
+def train_in_child(store: Store, run_id: str) -> None:
+    """The product's trainer process on one run (stdin: its TrainerInput); raises with its stderr if it fails."""
+    doc = TrainerInput(store=store.url, run_id=run_id).to_json()
+    res = subprocess.run([sys.executable, "-m", "flowrl_core.lifecycle.train", "--run-id", run_id], input=doc,
+                         capture_output=True, text=True, env=dict(os.environ))
+    if res.returncode != 0:
+        raise RuntimeError(f"trainer for run {run_id} exited {res.returncode}: {res.stderr.strip()[-2000:]}")
+
+
 def train_file(store: Store, skills_file: str | Path, *, env: str | None = None,
                env_options: Mapping[str, Any] | None = None, profile: str = "cpu",
                overrides: Mapping[str, Any] | None = None, only: Sequence[str] | None = None) -> list[TrainedSkill]:
     """:func:`train_skills` on a skill file, with its ``env``/``env_options`` defaults as ``flowrl run`` uses them."""
-    specs, defaults = load_skill_doc(skills_file)
-    env = env or defaults.get("env") or "gridworld"
-    options = {**defaults.get("env_options", {}), **(env_options or {})}
-    return train_skills(store, specs, env=env, env_options=options, profile=profile, overrides=overrides,
+    doc = read_skill_file(skills_file)
+    env = env or doc.env or "gridworld"
+    options = {**doc.env_options, **(env_options or {})}
+    return train_skills(store, list(doc.specs), env=env, env_options=options, profile=profile, overrides=overrides,
                         only=only)
