@@ -94,3 +94,16 @@ def test_full_craftax_reset_and_steps():
     assert inv0.shape == (len(env.item_names),) and not np.asarray(inv0).any()
     assert ach0.shape == (67,) and not np.asarray(ach0).any()
     assert _signature(state) == _signature(last)
+
+
+def test_classic_evaluation_hooks(classic):
+    """Names, nearby blocks and death, as evaluation traces read them, on the reset state."""
+    env, (_, state, *_rest) = classic
+    assert env.action_names[:6] == ("noop", "left", "right", "up", "down", "do")
+    assert len(env.action_names) == env.num_actions and "crafting_table" in env.block_names
+    near = np.asarray(jax.jit(env.nearby_blocks)(state))
+    assert near.shape == (len(env.block_names),) and near.any()
+    assert not bool(jax.jit(env.is_dead)(state))  # a fresh world: alive
+    dead = state.replace(player_health=jnp.zeros_like(state.player_health))
+    assert bool(jax.jit(env.is_dead)(dead))
+    assert env.step_allowance == 50

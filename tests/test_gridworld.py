@@ -321,3 +321,15 @@ def test_registry_builds_gridworld_and_rejects_unknown_names():
     assert "Craftax-Classic-Symbolic-v1" in str(err.value)
     with pytest.raises(ValueError, match="Did you mean 'Craftax-Classic-Symbolic-v1'"):
         make_env("craftax-classic-symbolic-v1")
+
+
+def test_evaluation_hooks_nearby_blocks_names_and_allowance(env):
+    """What evaluation traces read: the tile types in crafting range, action names, the step allowance."""
+    layout = (".........", ".........", ".........", "....T....", "...TAS...", "....T....",
+              ".........", "......~..", ".........")
+    state = env.state_from_layout(layout)
+    near = dict(zip(env.block_names, np.asarray(env.nearby_blocks(state)).tolist()))
+    assert near["tree"] and near["stone"] and near["grass"]
+    assert not near["water"] and not near["table"]  # the pond is 3 rows away
+    assert env.action_names[Action.PLACE_TABLE] == "place_table" and len(env.action_names) == env.num_actions
+    assert env.step_allowance == 10 and Gridworld(size=18).step_allowance == 20

@@ -39,6 +39,9 @@ class Env(Protocol):
     achievement_names: tuple[str, ...]
     num_actions: int
     obs_shape: tuple[int, ...]
+    # Env steps one plan run (one skill execution) may take: the default step budget of a skill is
+    # this times the runs in its plan (flowrl_core.training.budget).  Measured per env, see there.
+    step_allowance: int
 
     @property
     def default_params(self) -> PyTree: ...
@@ -54,6 +57,13 @@ class Env(Protocol):
     def achievements(self, state: PyTree) -> jax.Array:
         """bool[len(achievement_names)]: unlocked so far in this episode."""
         ...
+
+
+# Optional, read by flowrl_core.evaluation when present (episode traces get richer):
+#   action_names: tuple[str, ...]                 -- names of the actions, by id
+#   block_names: tuple[str, ...]                  -- names of the world's block types
+#   nearby_blocks(state) -> bool[len(block_names)] -- block types around the agent (crafting range)
+#   is_dead(state) -> bool                        -- the episode ended by death (vs. the env's horizon)
 
 
 class ResetBank(NamedTuple):

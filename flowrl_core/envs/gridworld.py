@@ -275,6 +275,8 @@ class Gridworld:
     item_names = ITEM_NAMES
     achievement_names = ACHIEVEMENT_NAMES
     num_actions = NUM_ACTIONS
+    action_names: tuple[str, ...] = tuple(a.name.lower() for a in Action)
+    block_names: tuple[str, ...] = tuple(t.name.lower() for t in Tile)
 
     def __init__(self, **config: int | float) -> None:
         cfg = GridConfig(**config)
@@ -283,6 +285,12 @@ class Gridworld:
         if cfg.size < 6:
             raise ValueError(f"size must be at least 6, got {cfg.size}")
         self.config = cfg
+        # Env steps one plan run may take (a skill's default step budget is this x its plan's runs;
+        # flowrl_core.training.budget).  Measured on the default 9x9 map (benchmarks.gridworld_eval,
+        # docs/benchmarks.md): trained experts take 2-4 steps per run, a uniform random policy
+        # collects wood within 10 steps in ~19 % of episodes and places a table within 30 in ~2 %.
+        # Walking distances grow with the map's side, so the allowance does too.
+        self.step_allowance = max(10, -(-10 * cfg.size // 9))
         n, v = cfg.size, cfg.view
         self.obs_shape = (v * v * NUM_TILES + len(ITEM_NAMES) + 4 + 1,)
         # view_index[cell] lists, for an agent at flat cell index, the flat map cells in its
@@ -461,6 +469,12 @@ class Gridworld:
 
     def inventory(self, state: GridState) -> jax.Array:
         return state.inventory
+
+    def nearby_blocks(self, state: GridState) -> jax.Array:
+        """bool[len(block_names)]: tile types in the crafting range (the agent's cell and its 8 neighbours)."""
+        near = jnp.max(jnp.abs(self._cell_coords() - state.pos), axis=-1) <= 1
+        flat = state.map.reshape(-1).astype(jnp.int32)
+        return jnp.any(near[:, None] & (flat[:, None] == jnp.arange(NUM_TILES)[None, :]), axis=0)
 
     def achievements(self, state: GridState) -> jax.Array:
         return state.achievements

@@ -46,6 +46,13 @@ class PPOConfig:
     shaping: float = 0.1  # per item of progress toward a step's gains (see predicates)
     completion_reward: float = 1.0  # per completed plan step
     block_size: int | None = None  # MoE dispatch block; None: moe.default_block_size
+    # Steps one attempt may take before it ends as a failure (training, early stopping and
+    # evaluation alike); None: env.step_allowance x the plan's runs (flowrl_core.training.budget).
+    max_steps: int | None = None
+    # Fraction of new episodes that start from a saved "frontier" state (an env that had just
+    # finished every prerequisite step) instead of a fresh world; 0 = off.  Never in evaluation.
+    frontier_reset_prob: float = 0.0
+    frontier_buffer_size: int | None = None  # frontier states kept; None: num_envs
 
     def __post_init__(self) -> None:
         for name in ("num_envs", "num_steps", "update_epochs", "num_minibatches", "width", "depth",
@@ -60,6 +67,13 @@ class PPOConfig:
             raise ValueError("PPOConfig.checkpoint_every must be >= 0")
         if self.success_threshold is not None and not 0.0 < self.success_threshold <= 1.0:
             raise ValueError("PPOConfig.success_threshold must be in (0, 1] or None")
+        for name in ("max_steps", "frontier_buffer_size"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"PPOConfig.{name} must be a positive int or None, got {value!r}")
+        if not 0.0 <= self.frontier_reset_prob < 1.0:
+            raise ValueError("PPOConfig.frontier_reset_prob must be in [0, 1) (1 would never start a fresh "
+                             f"episode again), got {self.frontier_reset_prob!r}")
 
     @property
     def batch_size(self) -> int:
@@ -116,6 +130,8 @@ BOUNDS: dict[str, tuple[float, float, bool]] = {
     "early_stop_min_episodes": (0, 1e9, False), "updates_per_call": (1, 10_000, False),
     "reset_bank_size": (1, 10_000_000, False), "bank_refresh": (0, 10_000_000, False),
     "shaping": (0.0, 100.0, False), "completion_reward": (0.0, 1_000.0, False), "block_size": (1, 1_000_000, False),
+    "max_steps": (1, 10_000_000, False), "frontier_reset_prob": (0.0, 1.0, False),
+    "frontier_buffer_size": (1, 1_000_000, False),
 }
 
 

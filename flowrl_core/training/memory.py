@@ -85,7 +85,8 @@ PROCESS_OVERHEAD: dict[str, int] = {"cpu": 256 * MiB, "gpu": 1 * GiB, "cuda": 1 
 # Config fields that change the shapes of the compiled update (and so its memory).  Learning
 # rates, coefficients, seeds and thresholds do not; total_timesteps only through the chunk size.
 MEMORY_FIELDS: tuple[str, ...] = ("num_envs", "num_steps", "update_epochs", "num_minibatches", "width", "depth",
-                                  "reset_bank_size", "bank_refresh", "block_size")
+                                  "reset_bank_size", "bank_refresh", "block_size", "frontier_buffer_size",
+                                  "frontier_reset_prob")
 
 
 class EstimateMethod(str, Enum):
@@ -320,10 +321,10 @@ def estimate_training(env: Env, env_params: PyTree, plan: Sequence[PlanStep], sp
 def _compile_estimate(env: Env, env_params: PyTree, config: PPOConfig, parts_in: TrainingParts, key: str,
                       overhead: int, device: Any) -> MemoryEstimate:
     t0 = time.perf_counter()
-    k, compiled_plan, net, tx, refresh = parts_in
+    k, compiled_plan, net, tx, refresh, max_steps = parts_in
     state = jax.eval_shape(lambda: init_state(env, env_params, compiled_plan, net, tx, config, k))
     n = max(1, chunk_size(config, 0))
-    update = make_update_fn(env, env_params, compiled_plan, net, tx, config, k, refresh)
+    update = make_update_fn(env, env_params, compiled_plan, net, tx, config, k, refresh, max_steps)
     step = _analysis(make_chunk_fn(update, n).lower(state).compile())
     bank_size = config.reset_bank_size or 2 * config.num_envs
     key_shape = jax.ShapeDtypeStruct((2,), np.uint32)

@@ -19,6 +19,18 @@ Choices that differ from a single-network PPO, and why:
   (two int32 limbs), so a checkpoint restores them and a resumed run never counts twice.
 * **Resets** come from a bank of pre-generated start states (:mod:`flowrl_core.envs.base`);
   ``bank_refresh`` slots are regenerated each update to keep start worlds diverse.
+* **Step budget** (:mod:`flowrl_core.training.budget`): an episode that has not completed the
+  plan within ``max_steps`` env steps ends there as a failure, like a timeout; GAE is cut there
+  (the budget is part of the task, so running out of it is terminal, not a truncation).  Early
+  stopping waits for one budget of env steps, not the env's own (possibly 10,000-step) horizon.
+* **Frontier resets** (``frontier_reset_prob`` > 0; the reference system's "frontier
+  checkpointing"): the moment an env enters the plan's last step (every prerequisite done) its
+  state is saved into a bounded ring buffer; that fraction of new episodes then starts from a
+  saved state (plan step = last, start inventory read from the state, the episode's step count
+  restored so the budget means the same) instead of a fresh world.  The new expert practises its
+  own step without re-walking the plan.  Such episodes are counted in frames like any other but
+  kept out of the success rate (``frontier_*`` metrics report them), so the success rate and
+  early stopping still measure whole-plan attempts from fresh worlds.
 """
 
 from __future__ import annotations
@@ -42,6 +54,7 @@ from flowrl_core.envs.base import (
     reset_done,
 )
 from flowrl_core.skills.spec import PlanStep, SkillSpec
+from flowrl_core.training.budget import step_budget
 from flowrl_core.training.config import PPOConfig
 from flowrl_core.training.moe import (
     MoEActorCritic,
@@ -89,6 +102,16 @@ class Count(NamedTuple):
         return np.asarray(hi, np.int64) * (1 << 30) + np.asarray(lo, np.int64)
 
 
+class FrontierBuffer(NamedTuple):
+    """Env states saved when an env entered the plan's last step (a ring buffer)."""
+
+    obs: jax.Array  # [F, *obs_shape]
+    state: PyTree  # leaves [F, ...]
+    ep_len: jax.Array  # int32[F]: the episode's step count when it was saved
+    size: jax.Array  # int32: slots filled (<= F)
+    cursor: jax.Array  # int32: next slot to write
+
+
 class TrainState(NamedTuple):
     params: PyTree  # {"params": {"actor", "critic"}}, experts stacked on axis 0
     opt_state: PyTree
@@ -103,6 +126,8 @@ class TrainState(NamedTuple):
     expert_steps: Count  # [K]: env steps acted per local expert
     bank: ResetBank
     ep_return: jax.Array  # float32[num_envs]: reward summed over the current episode so far
+    from_frontier: jax.Array  # bool[num_envs]: the current episode started from a frontier state
+    frontier: FrontierBuffer | None  # None when frontier_reset_prob == 0
 
 
 class Transition(NamedTuple):
@@ -118,6 +143,9 @@ class Transition(NamedTuple):
     reached: jax.Array  # plan step the episode had entered when it ended
     ep_len: jax.Array
     ep_return: jax.Array  # the episode's return up to and including this step
+    out_of_budget: jax.Array  # the episode ended because its step budget ran out
+    frontier: jax.Array  # the episode that ended here had started from a frontier state
+    restart_frontier: jax.Array  # the episode that starts after this step starts from a frontier state
 
 
 @dataclass
@@ -128,6 +156,7 @@ class TrainResult:
     metrics: dict[str, Any] | None  # of the last update
     updates: int
     early_stopped: bool
+    max_steps: int = 0  # the step budget episodes ran under
 
 
 # --------------------------------------------------------------------------- PPO pieces
@@ -204,16 +233,34 @@ def ppo_loss(params: PyTree, net: MoEActorCritic, batch: Transition, adv: jax.Ar
 
 def make_update_fn(env: Env, env_params: PyTree, plan: CompiledPlan, net: MoEActorCritic,
                    tx: optax.GradientTransformation, config: PPOConfig, k: int,
-                   bank_refresh: int) -> Callable[[TrainState], tuple[TrainState, dict[str, jax.Array]]]:
+                   bank_refresh: int, max_steps: int | None = None
+                   ) -> Callable[[TrainState], tuple[TrainState, dict[str, jax.Array]]]:
+    """One PPO update as a pure function of the state; ``max_steps`` is the resolved step budget
+    (None: no budget, episodes end only on success or the env's own end)."""
     n_env, n_steps, n_plan = config.num_envs, config.num_steps, plan.num_steps
+    budget = jnp.int32(max_steps if max_steps is not None else np.iinfo(np.int32).max)
+    frontier_on = config.frontier_reset_prob > 0 and n_plan > 1
     v_step = jax.vmap(env.step, in_axes=(0, 0, 0, None))
     v_inv = jax.vmap(env.inventory)
     v_ach = jax.vmap(env.achievements)
     v_eval = jax.vmap(plan.evaluate)
 
+    def save_frontier(buf: FrontierBuffer, reach: jax.Array, obs: jax.Array, state: PyTree,
+                      ep_len: jax.Array) -> FrontierBuffer:
+        """Write the envs where ``reach`` into consecutive ring slots (others write nowhere)."""
+        cap = buf.ep_len.shape[0]
+        slot = jnp.where(reach, (buf.cursor + jnp.cumsum(reach.astype(jnp.int32)) - 1) % cap, cap)
+        put = lambda b, x: b.at[slot].set(x, mode="drop")  # noqa: E731  (slot == cap: dropped)
+        n = reach.sum().astype(jnp.int32)
+        return FrontierBuffer(put(buf.obs, obs), jax.tree.map(put, buf.state, state), put(buf.ep_len, ep_len),
+                              jnp.minimum(buf.size + n, cap), (buf.cursor + n) % cap)
+
     def env_step(carry, _):
-        params, env_state, obs, step, start_inv, ep_len, ep_ret, bank, rng = carry
-        rng, k_act, k_env = jax.random.split(rng, 3)
+        params, env_state, obs, step, start_inv, ep_len, ep_ret, bank, from_frontier, frontier, rng = carry
+        if frontier_on:
+            rng, k_act, k_env, k_use, k_pick = jax.random.split(rng, 5)
+        else:
+            rng, k_act, k_env = jax.random.split(rng, 3)
         expert = plan.step_expert[step]
         logits, value = net.apply(params, obs, expert)
         action = jax.random.categorical(k_act, logits)
@@ -224,27 +271,48 @@ def make_update_fn(env: Env, env_params: PyTree, plan: CompiledPlan, net: MoEAct
         step_done, reward = v_eval(step, prev_inv, inv, start_inv, v_ach(out.state))
         last = step == n_plan - 1
         success = step_done & last
-        ep_end = success | out.done.astype(bool)
-        next_step = jnp.where(step_done & ~last, step + 1, step)
-        start_inv = jnp.where(step_done[:, None], inv, start_inv)
         ep_len = ep_len + 1
         ep_ret = ep_ret + reward
+        env_end = out.done.astype(bool)
+        out_of_budget = (ep_len >= budget) & ~success & ~env_end
+        ep_end = success | env_end | out_of_budget
+        next_step = jnp.where(step_done & ~last, step + 1, step)
+        start_inv = jnp.where(step_done[:, None], inv, start_inv)
+        use_frontier = jnp.zeros_like(ep_end)
+        if frontier_on:
+            # entered the last step (all prerequisites done) and still running: a frontier state
+            reach = step_done & (step == n_plan - 2) & ~ep_end
+            frontier = save_frontier(frontier, reach, out.obs, out.state, ep_len)
+            use_frontier = (ep_end & (frontier.size > 0)
+                            & (jax.random.uniform(k_use, (n_env,)) < config.frontier_reset_prob))
         transition = Transition(obs, expert, action, log_prob, value, reward, step_done | ep_end, ep_end, success,
-                                next_step, ep_len, ep_ret)
-        obs2, state2, bank = reset_done(bank, ep_end, out.obs, out.state)
+                                next_step, ep_len, ep_ret, out_of_budget, from_frontier, use_frontier)
+        obs2, state2, bank = reset_done(bank, ep_end & ~use_frontier, out.obs, out.state)
+        restart_step = jnp.zeros_like(next_step)
+        restart_len = jnp.zeros_like(ep_len)
+        if frontier_on:
+            pick = jax.random.randint(k_pick, (n_env,), 0, jnp.maximum(frontier.size, 1))
+            chosen = lambda buf, cur: jnp.where(  # noqa: E731
+                use_frontier.reshape(use_frontier.shape + (1,) * (cur.ndim - 1)), buf[pick], cur)
+            obs2 = chosen(frontier.obs, obs2)
+            state2 = jax.tree.map(chosen, frontier.state, state2)
+            restart_step = jnp.where(use_frontier, n_plan - 1, 0)
+            restart_len = jnp.where(use_frontier, frontier.ep_len[pick], 0)
         start_inv = jnp.where(ep_end[:, None], v_inv(state2), start_inv)
-        next_step = jnp.where(ep_end, 0, next_step)
-        ep_len = jnp.where(ep_end, 0, ep_len)
-        ep_ret = jnp.where(ep_end, 0.0, ep_ret)
-        return (params, state2, obs2, next_step, start_inv, ep_len, ep_ret, bank, rng), transition
+        next_step = jnp.where(ep_end, restart_step, next_step)
+        ep_len = jnp.where(ep_end, restart_len, ep_len)
+        ep_ret = jnp.where(ep_end, 0.0, ep_ret)  # a frontier episode's return counts from its own start
+        from_frontier = jnp.where(ep_end, use_frontier, from_frontier)
+        return ((params, state2, obs2, next_step, start_inv, ep_len, ep_ret, bank, from_frontier, frontier, rng),
+                transition)
 
     def update_fn(state: TrainState) -> tuple[TrainState, dict[str, jax.Array]]:
         rng, k_bank, k_roll, k_epochs = jax.random.split(state.rng, 4)
         bank = refresh_bank(env, k_bank, env_params, state.bank, bank_refresh) if bank_refresh else state.bank
         carry = (state.params, state.env_state, state.obs, state.plan_step, state.start_inv, state.ep_len,
-                 state.ep_return, bank, k_roll)
+                 state.ep_return, bank, state.from_frontier, state.frontier, k_roll)
         carry, traj = jax.lax.scan(env_step, carry, None, n_steps)
-        _, env_state, obs, step, start_inv, ep_len, ep_ret, bank, _ = carry
+        _, env_state, obs, step, start_inv, ep_len, ep_ret, bank, from_frontier, frontier, _ = carry
         _, last_value = net.apply(state.params, obs, plan.step_expert[step])
         adv, targets = compute_gae(traj.value, traj.reward, traj.cut, last_value, config.gamma, config.gae_lambda)
 
@@ -265,10 +333,16 @@ def make_update_fn(env: Env, env_params: PyTree, plan: CompiledPlan, net: MoEAct
                                                 jax.random.split(k_epochs, config.update_epochs))
         aux = jax.tree.map(lambda x: x.sum((0, 1)) if x.ndim > 2 else x.mean(), aux)
         acted = jnp.bincount(traj.expert.reshape(-1), length=k).astype(jnp.int32)
-        ended = traj.ep_end
+        # Success, reach and length count whole-plan attempts from fresh worlds only; episodes
+        # started from a frontier state are reported apart (they skipped the plan's first steps).
+        ended = traj.ep_end & ~traj.frontier
+        ended_frontier = traj.ep_end & traj.frontier
         reached_hist = jnp.sum(jax.nn.one_hot(traj.reached, n_plan, dtype=jnp.int32) * ended[..., None], axis=(0, 1))
         metrics = {
-            "episodes": ended.sum(), "successes": traj.success.sum(),
+            "episodes": ended.sum(), "successes": (traj.success & ended).sum(),
+            "out_of_budget": (traj.out_of_budget & ended).sum(),
+            "frontier_episodes": ended_frontier.sum(), "frontier_successes": (traj.success & ended_frontier).sum(),
+            "episode_starts": traj.ep_end.sum(), "frontier_starts": traj.restart_frontier.sum(),
             "reached_ge": jnp.cumsum(reached_hist[::-1])[::-1],  # episodes that entered step j
             "ep_len_sum": jnp.sum(jnp.where(ended, traj.ep_len, 0)),
             "return_sum": jnp.sum(jnp.where(ended, traj.ep_return, 0.0)),  # of the episodes that ended here
@@ -280,7 +354,7 @@ def make_update_fn(env: Env, env_params: PyTree, plan: CompiledPlan, net: MoEAct
         }
         new_state = TrainState(params, opt_state, env_state, obs, step, start_inv, ep_len, rng, state.update + 1,
                                state.frames.add(jnp.int32(config.batch_size)), state.expert_steps.add(acted), bank,
-                               ep_ret)
+                               ep_ret, from_frontier, frontier)
         return new_state, metrics
 
     return update_fn
@@ -336,9 +410,15 @@ def init_state(env: Env, env_params: PyTree, plan: CompiledPlan, net: MoEActorCr
     # The first episodes start from the bank too: one compiled world generation instead of two.
     obs, env_state, start_inv, bank = _take_from_bank(env, bank, config.num_envs)
     zeros = jnp.zeros((config.num_envs,), jnp.int32)
+    frontier = None
+    if config.frontier_reset_prob > 0 and plan.num_steps > 1:
+        cap = config.frontier_buffer_size or config.num_envs
+        idx = jnp.arange(cap) % bank.obs.shape[0]  # placeholders; never read before written (size 0)
+        frontier = FrontierBuffer(bank.obs[idx], jax.tree.map(lambda x: x[idx], bank.state),
+                                  jnp.zeros((cap,), jnp.int32), jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
     return TrainState(params, tx.init(params), env_state, obs, zeros, start_inv, zeros, rng,
                       jnp.zeros((), jnp.int32), Count.zeros(), Count.zeros((k,)), bank,
-                      jnp.zeros((config.num_envs,), jnp.float32))
+                      jnp.zeros((config.num_envs,), jnp.float32), jnp.zeros((config.num_envs,), bool), frontier)
 
 
 def _leaves_dict(tree: PyTree) -> dict[str, np.ndarray]:
@@ -372,11 +452,12 @@ def state_to_bytes(state: TrainState, meta: Mapping[str, Any]) -> bytes:
         "format": CHECKPOINT_FORMAT, "meta": dict(meta),
         "params": serialization.to_state_dict(state.params),
         "opt_state": serialization.to_state_dict(state.opt_state),
-        "env": _leaves_dict((state.env_state, state.obs, state.bank)),
+        # the frontier buffer adds leaves only when it exists, so runs without it keep the old layout
+        "env": _leaves_dict((state.env_state, state.obs, state.bank, state.frontier)),
         "run": serialization.to_state_dict({
             "plan_step": state.plan_step, "start_inv": state.start_inv, "ep_len": state.ep_len, "rng": state.rng,
             "update": state.update, "frames": state.frames._asdict(), "expert_steps": state.expert_steps._asdict(),
-            "ep_return": state.ep_return}),
+            "ep_return": state.ep_return, "from_frontier": state.from_frontier}),
     }
     return serialization.msgpack_serialize(payload)
 
@@ -392,16 +473,19 @@ def state_from_bytes(data: bytes, template: TrainState, meta: Mapping[str, Any])
         raise ValueError(f"checkpoint was written by a different run configuration (saved, now): {diff}")
     params = serialization.from_state_dict(template.params, payload["params"])
     opt_state = serialization.from_state_dict(template.opt_state, payload["opt_state"])
-    env_state, obs, bank = _leaves_restore((template.env_state, template.obs, template.bank), payload["env"], "env")
+    env_state, obs, bank, frontier = _leaves_restore(
+        (template.env_state, template.obs, template.bank, template.frontier), payload["env"], "env")
     run = payload["run"]
     as_j = lambda x: jnp.asarray(x)  # noqa: E731
+    from_frontier = as_j(run["from_frontier"]) if "from_frontier" in run else template.from_frontier
     return TrainState(
         jax.tree.map(as_j, params), jax.tree.map(as_j, opt_state), env_state, obs, as_j(run["plan_step"]),
         as_j(run["start_inv"]), as_j(run["ep_len"]), as_j(run["rng"]), as_j(run["update"]),
         Count(as_j(run["frames"]["hi"]), as_j(run["frames"]["lo"])),
         Count(as_j(run["expert_steps"]["hi"]), as_j(run["expert_steps"]["lo"])), bank,
         # checkpoints from before episode returns were tracked restart the running sums at zero
-        as_j(run["ep_return"]) if "ep_return" in run else jnp.zeros_like(template.ep_return))
+        as_j(run["ep_return"]) if "ep_return" in run else jnp.zeros_like(template.ep_return),
+        from_frontier, frontier)
 
 
 # --------------------------------------------------------------------------- driver
@@ -421,6 +505,11 @@ def _metrics_rows(m: Mapping[str, np.ndarray], first_update: int, batch: int, k:
             "step_reached": [float(m["reached_ge"][i][j]) / episodes if episodes else None for j in range(n_plan)],
             "mean_episode_length": float(m["ep_len_sum"][i]) / episodes if episodes else None,
             "mean_return": float(m["return_sum"][i]) / episodes if episodes else None,
+            "out_of_budget": float(m["out_of_budget"][i]) / episodes if episodes else None,
+            "frontier_episodes": int(m["frontier_episodes"][i]),
+            "frontier_success_rate": (float(m["frontier_successes"][i]) / int(m["frontier_episodes"][i])
+                                      if int(m["frontier_episodes"][i]) else None),
+            "episode_starts": int(m["episode_starts"][i]), "frontier_starts": int(m["frontier_starts"][i]),
             "expert_steps": [int(x) for x in m["acted"][i]],
             "policy_loss": per_expert("policy_loss"), "value_loss": per_expert("value_loss"),
             "entropy": per_expert("entropy"), "approx_kl": float(m["approx_kl"][i]),
@@ -439,6 +528,7 @@ class TrainingParts(NamedTuple):
     net: MoEActorCritic
     tx: optax.GradientTransformation
     bank_refresh: int
+    max_steps: int  # the per-attempt step budget (training.budget)
 
 
 def build_training(env: Env, plan: Sequence[PlanStep], specs: Mapping[str, SkillSpec],
@@ -450,7 +540,7 @@ def build_training(env: Env, plan: Sequence[PlanStep], specs: Mapping[str, Skill
                          block_size=config.block_size)
     bank_size = config.reset_bank_size or 2 * config.num_envs
     refresh = min(bank_size, config.bank_refresh if config.bank_refresh is not None else max(1, config.num_envs // 4))
-    return TrainingParts(k, compiled, net, make_optimizer(config), refresh)
+    return TrainingParts(k, compiled, net, make_optimizer(config), refresh, step_budget(config.max_steps, env, plan))
 
 
 def chunk_size(config: PPOConfig, done: int = 0) -> int:
@@ -471,7 +561,7 @@ def train(env: Env, env_params: PyTree, plan: Sequence[PlanStep], specs: Mapping
     ``init_params`` seeds local experts with :func:`~flowrl_core.training.moe.get_expert` subtrees
     (ignored when resuming: the checkpoint has the trained ones).
     """
-    k, compiled, net, tx, refresh = build_training(env, plan, specs, expert_of_skill, config)
+    k, compiled, net, tx, refresh, budget = build_training(env, plan, specs, expert_of_skill, config)
     num_updates = config.num_updates
     if num_updates < 1:
         raise ValueError(f"total_timesteps {config.total_timesteps} is less than one update "
@@ -482,16 +572,18 @@ def train(env: Env, env_params: PyTree, plan: Sequence[PlanStep], specs: Mapping
         data = checkpoint_io.load_latest()
         if data is not None:
             state = state_from_bytes(data, state, meta)
-    update_fn = make_update_fn(env, env_params, compiled, net, tx, config, k, refresh)
+    update_fn = make_update_fn(env, env_params, compiled, net, tx, config, k, refresh, budget)
     chunks: dict[int, Any] = {}
     done = int(state.update)
     last_saved = done
     last_row: dict[str, Any] | None = None
     early = False
     # Until every env has run a full episode, the episodes that ended are mostly the quick
-    # successes (failures only end at the time limit), so the success rate reads high.  Early
-    # stopping waits for one episode horizon of env steps and two good updates in a row.
-    horizon = int(getattr(env_params, "max_steps", 0) or getattr(env_params, "max_timesteps", 0) or 0)
+    # successes (failures only end at the step budget), so the success rate reads high.  Early
+    # stopping waits for one episode horizon of env steps -- the step budget, or the env's own
+    # horizon where that is shorter -- and two good updates in a row.
+    env_horizon = int(getattr(env_params, "max_steps", 0) or getattr(env_params, "max_timesteps", 0) or 0)
+    horizon = min(budget, env_horizon) if env_horizon > 0 else budget
     streak = 0
     while done < num_updates and not early:
         n = chunk_size(config, done)
@@ -529,7 +621,7 @@ def train(env: Env, env_params: PyTree, plan: Sequence[PlanStep], specs: Mapping
     frames = int(state.frames.value())
     assert frames == done * config.batch_size, (frames, done)
     return TrainResult(params=state.params, frames=frames, expert_steps=[int(x) for x in state.expert_steps.value()],
-                       metrics=last_row, updates=done, early_stopped=early)
+                       metrics=last_row, updates=done, early_stopped=early, max_steps=budget)
 
 
 def extract_experts(params: PyTree) -> dict[int, PyTree]:

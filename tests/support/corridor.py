@@ -41,6 +41,8 @@ class Corridor:
     def __init__(self, length: int = 8) -> None:
         self.length = int(length)
         self.obs_shape = (self.length + 3,)
+        # one plan run walks at most the corridor's length, then acts: two lengths leave slack
+        self.step_allowance = 2 * self.length
 
     @property
     def default_params(self) -> CorridorParams:
