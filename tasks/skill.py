@@ -20,6 +20,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.context import TaskRunContext
 from prefect.futures import PrefectFuture
 from prefect.states import State
+from prefect.transactions import CommitMode, transaction
 
 from flowrl_core.lifecycle.context import RunContext
 from flowrl_core.lifecycle.job import TrainingResult, read_result
@@ -120,17 +121,20 @@ def skill_task(skill: str, ctx: RunContext) -> SkillOutcome:
     priority, unblocked = ctx.library.priority(skill), (lambda: ctx.library.unblocked_by(skill))
     if not ctx.slots.packing:
         with ctx.slots.hold(skill, priority, reserve_for=unblocked) as grant:
-            prepared = setup_task(skill, ctx)
+            with _step():
+                prepared = setup_task(skill, ctx)
             if prepared.job is None:
                 return _already_done(skill, ctx, prepared, started)
             with _working_on(ctx, prepared):
                 result, decisions = _train_and_merge(skill, ctx, prepared, grant)
         return _trained(skill, prepared, result, decisions, started)
-    prepared = setup_task(skill, ctx)
+    with _step():
+        prepared = setup_task(skill, ctx)
     if prepared.job is None:
         return _already_done(skill, ctx, prepared, started)
     with _working_on(ctx, prepared):
-        need = estimate_task(skill, prepared.job.run_id, ctx) if prepared.job.trainer == "ppo" else None
+        with _step():
+            need = estimate_task(skill, prepared.job.run_id, ctx) if prepared.job.trainer == "ppo" else None
         exclusive, finished = False, False
         while True:  # a training that runs out of memory beside others is tried again alone, once
             with ctx.slots.hold(skill, priority, reserve_for=lambda: unblocked() if finished else {},
@@ -147,6 +151,15 @@ def skill_task(skill: str, ctx: RunContext) -> SkillOutcome:
                     continue
             break
     return _trained(skill, prepared, result, decisions, started)
+
+
+@contextmanager
+def _step() -> Iterator[None]:
+    """Commit a finished subtask at once.  Subtasks share the skill task's transaction by default,
+    and a failed attempt of a later one (say train's first try, retried successfully) rolls the
+    earlier ones back: setup would end "RolledBack" in the UI although nothing was undone."""
+    with transaction(commit_mode=CommitMode.EAGER):
+        yield
 
 
 @contextmanager
@@ -176,9 +189,11 @@ def _train_and_merge(skill: str, ctx: RunContext, prepared: SetupResult, grant: 
     """Train (retried by Prefect, but not for an out-of-memory beside others) and merge (idempotent)."""
     assert prepared.job is not None
     retry = {"retries": ctx.launch.retries, "retry_delay_seconds": ctx.launch.retry_delay_s}
-    result = train_task.with_options(**retry, retry_condition_fn=_not_out_of_memory)(
-        skill, prepared.job.run_id, ctx, grant.slot, grant.device, grant.memory)
-    decisions = merge_task.with_options(**retry)(skill, prepared.job.run_id, ctx)
+    with _step():
+        result = train_task.with_options(**retry, retry_condition_fn=_not_out_of_memory)(
+            skill, prepared.job.run_id, ctx, grant.slot, grant.device, grant.memory)
+    with _step():
+        decisions = merge_task.with_options(**retry)(skill, prepared.job.run_id, ctx)
     ctx.recorder.merged(skill)
     return result, decisions
 

@@ -9,6 +9,8 @@ The skill file is read once: the flow receives its decoded form.
 from __future__ import annotations
 
 import json as jsonlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Optional
 
@@ -68,7 +70,11 @@ def _run_flow(kwargs: dict[str, Any], plan: Any, *, as_json: bool) -> int:
     targets, budgets = list(plan.targets), dict(plan.budgets)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[note]}"),
                TimeElapsedColumn())
-    with Progress(*columns, console=out, transient=False, disable=as_json or not out.is_terminal) as progress:
+    # Bars are drawn on stderr, and Prefect's log lines are printed through the same console while
+    # they are live, so rich keeps the bars below the log instead of both overwriting each other;
+    # stdout stays for the results (the table or --json).
+    with Progress(*columns, console=err, transient=False, disable=as_json or not err.is_terminal) as progress, \
+            _prefect_logs_through(err):
         bars = {n: progress.add_task(n, total=budgets[n], note="waiting") for n in targets}
         store = None
         while thread.is_alive():
@@ -94,6 +100,24 @@ def _run_flow(kwargs: dict[str, Any], plan: Any, *, as_json: bool) -> int:
         err.print(f"[bold red]failed:[/] {summary.message}", highlight=False, soft_wrap=True)
         return ExitCode.FAILED
     return ExitCode.OK
+
+
+@contextmanager
+def _prefect_logs_through(console: Any) -> Iterator[None]:
+    """Print Prefect's console log records through ``console`` (a live display's) for a while."""
+    import logging
+
+    handlers = [h for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+                if isinstance(logger, logging.Logger) for h in logger.handlers
+                if type(h).__name__ == "PrefectConsoleHandler" and hasattr(h, "console")]
+    saved = [(h, h.console) for h in handlers]
+    for h in handlers:
+        h.console = console
+    try:
+        yield
+    finally:
+        for h, previous in saved:
+            h.console = previous
 
 
 def _infrastructure(exc: BaseException) -> BaseException:
