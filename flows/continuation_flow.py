@@ -15,14 +15,23 @@ from prefect import flow, get_run_logger
 from flowrl_core.defaults import DEFAULT_PROFILE, DEFAULT_STORE
 from flowrl_core.lifecycle.prepare import Launcher
 from flowrl_core.plugins import load_plugins
-from flowrl_core.reporting.status import StoreStatus, last_job, summarize_store
+from flowrl_core.evaluation.store import latest_evaluation
+from flowrl_core.lifecycle.job import last_completed_job
+from flowrl_core.reporting.status import summarize_store
 from flowrl_core.store.objects import Store
 from flows.graph_flow import GraphRunInternals, train_skill_graph
 
 
-def weakest(status: StoreStatus, count: int) -> list[str]:
-    """Skills with a completed run, lowest success first (never-measured skills first of all)."""
-    rows = [(s.success_rate if s.success_rate is not None else -1.0, s.name) for s in status.skills if s.completed_runs]
+def weakest(store: Store, count: int) -> list[str]:
+    """Trained skills, lowest success first: the latest *evaluated* success on fresh episodes where
+    there is one (what a skill really does), else its last training update's; never-measured first."""
+    rows = []
+    for s in summarize_store(store).skills:
+        if not s.completed_runs:
+            continue
+        evaluation = latest_evaluation(store, s.name)
+        rate = evaluation.success_rate if evaluation is not None else s.success_rate
+        rows.append((rate if rate is not None else -1.0, s.name))
     return [name for _, name in sorted(rows)[:count]]
 
 
@@ -39,14 +48,14 @@ def continue_weakest(
     load_plugins()
     logger = get_run_logger()
     st = Store(store, storage_options=storage_options, create=False)
-    chosen = weakest(summarize_store(st), count)
+    chosen = weakest(st, count)
     if not chosen:
         logger.info("no trained skills in %s yet: nothing to continue", st.url)
         return {"continued": []}
     groups: dict[tuple[str, str], list[str]] = {}
     envs: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
     for name in chosen:
-        job = last_job(st, name)
+        job = last_completed_job(st, name)
         env, options = (job.env, dict(job.env_options)) if job else (None, {})
         key = (str(env), repr(sorted(options.items())))
         groups.setdefault(key, []).append(name)

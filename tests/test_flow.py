@@ -220,3 +220,11 @@ def test_sigkilled_trainer_is_retried_and_resumes_from_its_checkpoint(tmp_path):
     updates = [r["update"] for r in store.run(killed).read_metrics()]
     assert updates == list(range(1, 41))
     assert current_version(store, 0).frames == budget
+    # the retried train did not leave the earlier subtask "RolledBack" in the UI
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
+    names = {r.name.split(" ")[0]: r.state.name for r in runs}
+    assert names["setup"] == "Completed" and names["train"] == "Completed" and names["merge"] == "Completed", names

@@ -17,11 +17,10 @@ from flowrl_core.errors import FlowRLError
 from flowrl_core.evaluation.evaluate import DEFAULT_EPISODES, evaluate_against_random
 from flowrl_core.evaluation.policies import Policy, composed_policy
 from flowrl_core.evaluation.records import EvalReport
-from flowrl_core.lifecycle.job import SkillJob, load_job
+from flowrl_core.lifecycle.job import SkillJob, last_completed_job
 from flowrl_core.skills.spec import PlanStep, SkillSpec
 from flowrl_core.store.experts import current_version, load_params
 from flowrl_core.store.objects import Store
-from flowrl_core.store.runs import completed_runs
 from flowrl_core.training.budget import step_budget
 
 
@@ -48,13 +47,12 @@ def latest_completed_job(store: Store, skill: str) -> SkillJob:
         known = ", ".join(names) or "none"
         raise EvaluationError(f"skill {skill!r} is not in store {store.url} (known: {known}); train it first "
                               f"with `flowrl run SKILLS.yaml --store {store.url}`")
-    completed = completed_runs(store, skill)
-    if not completed:
+    job = last_completed_job(store, skill)
+    if job is None:
         raise EvaluationError(f"skill {skill!r} has no completed training run in store {store.url}, so it has no "
                               f"trained version; train it first with `flowrl run SKILLS.yaml --store {store.url} "
                               f"--only {skill}`")
-    latest = max(completed, key=lambda r: (r.ended_at, r.run_id))
-    return load_job(store, latest.run_id)
+    return job
 
 
 def load_stored_skill(store: Store, skill: str) -> StoredSkill:

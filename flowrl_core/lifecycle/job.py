@@ -133,3 +133,14 @@ def read_result(store: Store, run_id: str) -> TrainingResult | None:
         return TrainingResult.from_dict(run.read_doc("result.json"))
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise StoreCorruptError(store.path(*run.parts("result.json")), f"not a training result ({exc})") from None
+
+
+def last_completed_job(store: Store, skill: str) -> SkillJob | None:
+    """The job of the skill's most recently completed run (what env, options and plan it trained
+    with); None when it never completed one."""
+    from flowrl_core.store.runs import completed_runs
+
+    completed = completed_runs(store, skill)
+    if not completed:
+        return None
+    return load_job(store, max(completed, key=lambda r: (r.ended_at, r.run_id)).run_id)

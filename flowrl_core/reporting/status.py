@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from flowrl_core.lifecycle.job import SkillJob, load_job
 from flowrl_core.store.experts import current_version
 from flowrl_core.store.objects import Store
 from flowrl_core.store.runs import RunRecord, RunState, skill_runs
@@ -75,10 +74,3 @@ def summarize_store(store: Store) -> StoreStatus:
             failed_runs=sum(1 for r in runs.values() if r.state is RunState.FAILED),
             success_rate=last.success_rate if last else None, state=state, last_error=error))
     return StoreStatus(store=store.url, skills=tuple(rows))
-
-
-def last_job(store: Store, skill: str) -> SkillJob | None:
-    """The job of the skill's latest completed run (what env and options it trained with)."""
-    completed = [r for r in skill_runs(store, skill).values() if r.state is RunState.COMPLETED]
-    last = max(completed, key=lambda r: r.ended_at, default=None)
-    return load_job(store, last.run_id) if last else None

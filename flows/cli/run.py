@@ -230,7 +230,7 @@ def continue_(
     as_json: bool = typer.Option(False, "--json", help="Print the results as one JSON object."),
 ) -> None:
     """Train SKILL further as a new version; the frame-count rule decides what the store keeps."""
-    from flowrl_core.reporting.status import last_job
+    from flowrl_core.lifecycle.job import last_completed_job
     from flowrl_core.skills.parsing import parse_skill_doc, read_skill_file
     from flowrl_core.store.objects import Store
 
@@ -242,7 +242,7 @@ def continue_(
         doc = read_skill_file(skills_file)
     else:
         doc = parse_skill_doc({"skills": [st.load_skill(n).to_dict() for n in names]}, source=f"{st.url} (saved specs)")
-    job = last_job(st, skill)
+    job = last_completed_job(st, skill)
     env_options = dict(job.env_options) if job and env is None else {}
     env_options.update(_parse_settings(env_opt or [], "--env-opt"))
     plan = _prepare(doc, store=store, env=env or (job.env if job else None), env_options=env_options,
