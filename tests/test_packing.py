@@ -113,7 +113,7 @@ def test_estimate_agrees_with_the_state_the_trainer_builds_and_the_rollout_it_ho
     assert estimate.method is EstimateMethod.XLA and estimate.platform == jax.devices()[0].platform
     assert estimate.num_experts == len(set(experts.values()))
     # The update's argument is the train state: XLA's figure equals the concrete pytree's bytes.
-    k, plan, net, tx, _ = build_training(env, plan_steps, SPECS, experts, config)
+    k, plan, net, tx, _, _ = build_training(env, plan_steps, SPECS, experts, config)
     state = init_state(env, params, plan, net, tx, config, k)
     assert p.state == sum(x.nbytes for x in jax.tree.leaves(state)) == tree_bytes(state)
     assert p.params == tree_bytes(state.params)
