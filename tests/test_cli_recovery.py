@@ -37,6 +37,7 @@ def run_json(*args: str, cwd: Path, tmp_path: Path, timeout: float = 600) -> tup
     return res, doc
 
 
+@pytest.mark.slow  # the same rules in-process: test_recovery.py, test_flow.py::test_rerun_retrains_nothing
 def test_a_failed_run_whose_file_is_fixed_starts_afresh(tmp_path):
     broken = {**GRAPH, "skills": GRAPH["skills"][:1], "trainer": "tests.support.cli_plugins:failing_trainer"}
     skills = write(tmp_path / "s.yaml", broken)
@@ -63,6 +64,7 @@ def test_a_failed_run_whose_file_is_fixed_starts_afresh(tmp_path):
     assert runs[outcome["run_id"]].state is RunState.COMPLETED
 
 
+@pytest.mark.slow  # the same rules in-process: test_recovery.py, test_flow.py::test_rerun_retrains_nothing
 def test_rerunning_the_readme_example_trains_nothing(tmp_path):
     """The budget is not a whole number of updates (1000 frames at 128 an update): the trainer
     trains 7 updates = 896 frames, and a rerun must count that as done."""
