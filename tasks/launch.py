@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Mapping
 from typing import Any
 
 from flowrl_core.errors import FlowRLError
@@ -29,9 +30,10 @@ from flowrl_core.store.objects import Store
 
 
 class TrainingFailed(FlowRLError, RuntimeError):
-    def __init__(self, message: str, *, exit_code: int | None = None):
+    def __init__(self, message: str, *, exit_code: int | None = None, entry: Mapping[str, Any] | None = None):
         super().__init__(message)
         self.exit_code = exit_code  # the trainer process's, when there was one
+        self.entry = dict(entry or {})  # the attempt's timeline fields (pool: child flow run, its final state)
 
 
 class OutOfMemory(TrainingFailed):
@@ -189,7 +191,7 @@ def run_on_pool(ctx: RunContext, skill: str, run_id: str, *, attempt: int, log: 
              "flow_run": str(flow_run.id), "state": state.name}
     if not state.is_completed():
         raise TrainingFailed(f"skill {skill!r}: child flow run {flow_run.id} ended {state.name}"
-                             + (f": {state.message}" if state.message else ""))
+                             + (f": {state.message}" if state.message else ""), entry=entry)
     return entry
 
 

@@ -77,7 +77,7 @@ def train_task(skill: str, run_id: str, ctx: RunContext, slot: int = 0, device: 
                                         heartbeat_s=ctx.launch.heartbeat_s, share=share)
     except TrainingFailed as exc:
         ctx.recorder.training({"skill": skill, "slot": slot, "start": started, "end": time.time(),
-                               "exit": exc.exit_code if exc.exit_code is not None else 1})
+                               "exit": exc.exit_code if exc.exit_code is not None else 1, **exc.entry})
         raise
     ctx.recorder.training({"skill": skill, "slot": slot, **entry})
     result = read_result(ctx.store.open(), run_id)

@@ -23,8 +23,10 @@ from tests.test_flow import GRAPH, TINY, assert_experts_hold_the_right_frames
 HERE = Path(__file__).resolve().parent
 
 # The two branches of test_flow's graph joined again: Collect_Stone also waits for the sword.
-DIAMOND = {"skills": GRAPH["skills"][:4] + [
+# Budgets in the file, since the command line's (overrides) would win over a skill's ``train:``.
+DIAMOND = {"skills": [dict(s, train={"total_timesteps": TINY["total_timesteps"]}) for s in GRAPH["skills"][:4]] + [
     dict(GRAPH["skills"][4], depends_on=["Make_Wood_Sword"], train={"total_timesteps": 8 * 16 * 30})]}
+SETTINGS = {k: v for k, v in TINY.items() if k != "total_timesteps"}
 
 
 @pytest.fixture
@@ -77,9 +79,9 @@ def test_pool_diamond_on_s3_with_a_worker_killed_mid_skill(cluster):
         from flows.graph_flow import train_skill_graph
 
         with temporary_settings(updates={PREFECT_API_URL: cluster["api"]}):
-            state = train_skill_graph(internal={"skills": DIAMOND}, store=store_url, env="gridworld", profile="tiny",
-                                      overrides=TINY, slots=2, retries=2, launcher="pool",
-                                      storage_options=options, stale_after_s=25, return_state=True)
+            state = train_skill_graph(internal={"skills": DIAMOND, "stale_after_s": 25}, store=store_url, env="gridworld", profile="tiny",
+                                      overrides=SETTINGS, slots=2, retries=2, launcher="pool",
+                                      storage_options=options, return_state=True)
             box["state"], box["summary"] = state, state.result(raise_on_failure=False)
 
     thread = threading.Thread(target=orchestrate)
@@ -108,7 +110,8 @@ def test_pool_diamond_on_s3_with_a_worker_killed_mid_skill(cluster):
     assert state.is_completed(), state.message
     assert {r.skill: r.status.value for r in summary.outcomes} == {s["name"]: "trained" for s in DIAMOND["skills"]}
     stone = [t for t in summary.timeline if t["skill"] == "Collect_Stone"]
-    assert stone[0]["state"] == "Lost" and stone[-1]["state"] == "Completed"
+    # Lost: our stale-heartbeat watch noticed first; Crashed: the server did (either way it was retried)
+    assert stone[0]["state"] in ("Lost", "Crashed") and stone[-1]["state"] == "Completed"
     store = Store(store_url, storage_options=options, create=False)
     result = read_result(store, killed_run)
     assert result.resumed_from_update >= 1 and result.frames == 8 * 16 * 30
