@@ -47,8 +47,12 @@ def skill_configs(specs: Sequence[SkillSpec], profile: str = "cpu",
 
 def train_skills(store: Store, specs: Sequence[SkillSpec], *, env: str, env_options: Mapping[str, Any] | None = None,
                  profile: str = "cpu", overrides: Mapping[str, Any] | None = None,
-                 only: Sequence[str] | None = None, child: bool = False) -> list[TrainedSkill]:
+                 only: Sequence[str] | None = None, child: bool = False,
+                 analyse: bool = False) -> list[TrainedSkill]:
     """setup → train → merge for every skill (or ``only`` these), dependencies first.
+
+    ``analyse``: also run the flow's analyse step (:func:`flowrl_core.analysis.analyse_run`, in
+    this process) between train and merge, so ``runs/<id>/analysis.json`` is there as after a flow.
 
     ``child``: train in the trainer's own process, ``python -m flowrl_core.lifecycle.train``, as
     the flow does -- which also uses the persistent compilation cache, so a second run of the same
@@ -73,6 +77,10 @@ def train_skills(store: Store, specs: Sequence[SkillSpec], *, env: str, env_opti
             train_in_child(store, res.job.run_id)
         else:
             run_job(store, res.job.run_id)
+        if analyse:
+            from flowrl_core.analysis import analyse_run
+
+            analyse_run(store, res.job.run_id)
         merge_run(store, res.job.run_id)
         result = read_result(store, res.job.run_id)
         assert result is not None, f"run {res.job.run_id} of {name} finished without a result"
