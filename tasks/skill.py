@@ -111,7 +111,7 @@ def analyse_task(skill: str, run_id: str, ctx: RunContext, device: str = "") -> 
     record = run_analysis_process(ctx.store, run_id, skill=skill, device=device, log=logger)
     logger.info("%s: analysis %s", skill, record.headline())
     for claim in record.contradictions():
-        logger.warning("%s: %s %s[%s] = %d contradicted: observed %s in %.0f %% of %d completions%s", skill,
+        logger.warning("%s: %s %s %s: spec %d contradicted, observed %s in %.0f %% of %d completions%s", skill,
                        claim.skill, claim.kind.value, claim.key, claim.spec_value, claim.observed,
                        100 * claim.agreement, claim.completions,
                        f"; proposed {claim.proposed}" if claim.proposed is not None else "")
