@@ -159,3 +159,65 @@ def test_record_round_trip():
     assert "2 contradicted claim(s)" in record.headline() and "correction proposed for Place_Table" in record.headline()
     with pytest.raises(ValueError, match="flowrl.analysis/1"):
         AnalysisRecord.from_dict({**d, "schema": "flowrl.eval/1"})
+
+
+# --------------------------------------------------------------------------- feedback (pure)
+
+
+def _wrong_record():
+    traces = [table_episode(e) for e in range(10)]
+    checks = tuple(check_spec(s, completions_of(traces, s.name)) for s in (WOOD, TABLE_WRONG))
+    return AnalysisRecord("Place_Table", "run-1", AnalysisStatus.ANALYSED, episodes=10, max_steps=20,
+                          success_rate=0.5, random_success_rate=0.0, spec_checks=checks)
+
+
+def test_apply_corrections_diff_and_affected_skills():
+    from flowrl_core.analysis.apply import apply_corrections, proposed_corrections
+    from flowrl_core.skills.parsing import parse_skill_doc
+
+    pickaxe = {"name": "Make_Wood_Pickaxe", "requires": {"wood": 1, "achievement:place_table": 1},
+               "consumes": {"wood": 1}, "gains": {"wood_pickaxe": 1}, "train": {"total_timesteps": 5000}}
+    doc = parse_skill_doc({"skills": [WOOD.to_dict(), TABLE_WRONG.to_dict() | {"description": "place a table"},
+                                      pickaxe], "env": "gridworld"}, source="wrong.yaml")
+    (corr,) = proposed_corrections(doc.specs, [_wrong_record()])
+    assert corr.skill == "Place_Table" and corr.run_id == "run-1" and corr.completions == 10
+    diff = corr.diff()
+    assert '-    "wood": 1' in diff and '+    "wood": 2' in diff and diff.count("\n-") == 2
+    applied = apply_corrections(doc, [corr])
+    fixed = {s.name: s for s in applied.doc.specs}
+    assert fixed["Place_Table"].consumes == {"wood": 2} and fixed["Place_Table"].description == "place a table"
+    assert fixed["Make_Wood_Pickaxe"].train == {"total_timesteps": 5000} and applied.doc.env == "gridworld"
+    # Place_Table's own spec changed; the pickaxe's plan runs through Place_Table (and collects
+    # more wood now); Collect_Wood's plan is untouched
+    assert applied.affected == ("Place_Table", "Make_Wood_Pickaxe")
+    # applied again: nothing left to correct
+    assert proposed_corrections(applied.doc.specs, [_wrong_record()]) == ()
+
+
+def test_grow_proposers_revise_a_contradicted_learned_skill_once():
+    from flowrl_core.grow.library import LibraryView, Revise, analysis_revision, invalid_revision
+
+    view = LibraryView(learned={"Collect_Wood": WOOD, "Place_Table": TABLE_WRONG},
+                       analyses={"Place_Table": _wrong_record()})
+    revision = analysis_revision(view)
+    assert isinstance(revision, Revise) and revision.spec == TABLE_RIGHT and "run-1" in revision.reason
+    done = LibraryView(learned=view.learned, analyses=view.analyses, revised=("Place_Table",))
+    assert analysis_revision(done) is None
+    assert "already revised" in invalid_revision(TABLE_RIGHT, done)
+    assert "only a learned skill" in invalid_revision(SkillSpec("Nope", gains={"wood": 1}), view)
+
+
+def test_llm_proposer_sees_the_analysis_and_may_revise():
+    from flowrl_core.grow.library import LibraryView, Revise
+    from flowrl_core.grow.llm import _Rejected, library_message, parse_reply
+
+    view = LibraryView(learned={"Collect_Wood": WOOD, "Place_Table": TABLE_WRONG},
+                       analyses={"Place_Table": _wrong_record()})
+    text = library_message(view, "Make_Wood_Pickaxe")
+    line = next(json.loads(x) for x in text.splitlines() if x.startswith("{") and "Place_Table" in x)
+    assert line["analysis"]["proposed_spec"] == TABLE_RIGHT.to_dict()
+    assert any("consumes wood: spec 1, observed 2" in c for c in line["analysis"]["contradicted"])
+    reply = parse_reply(json.dumps({"revise": TABLE_RIGHT.to_dict()}), view, None)
+    assert isinstance(reply, Revise) and reply.spec == TABLE_RIGHT
+    with pytest.raises(_Rejected, match="only a learned skill"):
+        parse_reply(json.dumps({"revise": {"name": "Other", "gains": {"wood": 1}}}), view, None)

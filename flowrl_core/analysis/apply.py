@@ -56,13 +56,13 @@ class AppliedAnalysis:
         return "\n".join(c.diff() for c in self.corrections)
 
 
-def proposed_corrections(doc: SkillFileDoc, analyses: Sequence[AnalysisRecord]) -> tuple[SpecCorrection, ...]:
-    """Every consistent correction the analyses propose for a skill of ``doc`` that still differs from it.
+def proposed_corrections(specs: Sequence[SkillSpec], analyses: Sequence[AnalysisRecord]) -> tuple[SpecCorrection, ...]:
+    """Every consistent correction the analyses propose for one of ``specs`` that still differs from it.
 
     Several analyses may check the same skill (it is on many plans): the one with the most
     completions of it speaks for it.
     """
-    current = {s.name: s for s in doc.specs}
+    current = {s.name: s for s in specs}
     best: dict[str, SpecCorrection] = {}
     for record in analyses:
         if record.status is not AnalysisStatus.ANALYSED:
@@ -78,8 +78,13 @@ def proposed_corrections(doc: SkillFileDoc, analyses: Sequence[AnalysisRecord]) 
                                        check.completions)
             if check.skill not in best or candidate.completions > best[check.skill].completions:
                 best[check.skill] = candidate
-    order = [s.name for s in doc.specs]
+    order = [s.name for s in specs]
     return tuple(sorted(best.values(), key=lambda c: order.index(c.skill)))
+
+
+def corrected(before: SkillSpec, correction: SpecCorrection) -> SkillSpec:
+    """``before`` with the correction's requires/consumes/gains."""
+    return _keep_file_fields(before, parse_skill(dict(correction.after)))
 
 
 def _keep_file_fields(before: SkillSpec, after: SkillSpec) -> SkillSpec:

@@ -244,7 +244,7 @@ def _applied_analysis(doc: Any, store_url: str, *, as_json: bool) -> Any:
     if not analyses:
         fail(f"store {st.url} holds no analysis of a skill in {doc.source}; train them first "
              f"(`flowrl run {doc.source} --store {st.url}`): every training ends with one")
-    corrections = proposed_corrections(doc, list(analyses.values()))
+    corrections = proposed_corrections(doc.specs, list(analyses.values()))
     if not corrections:
         console.print(f"the analyses of {len(analyses)} skill(s) propose no consistent correction to {doc.source}: "
                       "nothing to apply")
