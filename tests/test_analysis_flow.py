@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -142,3 +141,30 @@ def test_a_trainer_without_a_policy_is_skipped_at_once(mem_url):
     assert record.status is AnalysisStatus.SKIPPED
     assert record.reason == "trainer benchmarks.orchestration:sleep_trainer has no policy to analyse"
     assert AnalysisRecord.from_dict(store.run(res.job.run_id).read_doc("analysis.json")) == record
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("prefect_harness")
+def test_grow_revises_a_contradicted_skill_and_retrains_it(tmp_path):
+    """The file proposer gets Place_Table's analysis, revises its spec, and the flow retrains it."""
+    from flowrl_core.lifecycle.job import load_job
+    from flows.grow_flow import grow_skills
+
+    skills = tmp_path / "wrong.yaml"
+    skills.write_text(WRONG)
+    state = grow_skills(return_state=True, proposer="file", proposer_args={"path": str(skills)},
+                        store=str(tmp_path / "store"), env="gridworld", profile="tiny", overrides=FAST, slots=1,
+                        retries=0)
+    summary = state.result(raise_on_failure=False)
+    assert state.is_completed(), state.message
+    assert [(o.skill, o.status.value) for o in summary.outcomes] == [
+        ("Collect_Wood", "trained"), ("Place_Table", "trained"), ("Place_Table", "trained")]
+    store = Store(str(tmp_path / "store"), create=False)
+    assert [h["spec"]["consumes"] for h in store.spec_history("Place_Table")] == [{"wood": 1}, {"wood": 2}]
+    first, second = (o.run_id for o in summary.outcomes[1:])
+    assert [(s.skill, s.count) for s in load_job(store, second).plan] == [("Collect_Wood", 2), ("Place_Table", 1)]
+    assert load_job(store, second).continuation  # a new version on top of the first, through the normal path
+    from flowrl_core.analysis import read_analysis
+
+    assert read_analysis(store, first).corrections() and not read_analysis(store, second).contradictions()
+    assert read_analysis(store, second).success_rate > read_analysis(store, first).success_rate

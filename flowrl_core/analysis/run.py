@@ -7,8 +7,10 @@ same episodes are played by a uniform random policy under the same step budget, 
 is recorded as an evaluation (so ``flowrl status`` shows trained vs random after every training).
 
 Cheap by design: one jitted rollout of ``analysis_episodes`` (a ``train:`` setting, default 32;
-0 turns the analysis off) episodes.  A run whose trainer is not the PPO trainer has no policy to
-roll out and is skipped at once.
+0 turns the analysis off) episodes, run at the end of the trainer process
+(:func:`flowrl_core.lifecycle.train.analyse_after_training`), where JAX and the device are warm;
+the ``analyse`` task runs it in a child process only when that record is missing.  A run whose
+trainer is not the PPO trainer has no policy to roll out and is skipped at once.
 """
 
 from __future__ import annotations
