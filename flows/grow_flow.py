@@ -7,7 +7,9 @@ training — the frontier — generation blocks until those finish, so the propo
 sees their results.  Its execution plan is built at its setup, i.e. after its providers
 finished, from the library as it is then (a plan made while a provider trained never leaves that
 provider out).  The flow stops at ``max_skills`` or when the proposer is done, and it never
-returns while a skill is still training.
+returns while a skill is still training.  Proposers see every finished skill's analysis and may
+answer :class:`~flowrl_core.grow.library.Revise` for a learned skill (see ``_revise``); once a
+proposer is done and the last trainings finished, it is asked again for as long as it revises.
 """
 
 from __future__ import annotations
@@ -183,7 +185,7 @@ def grow_skills(
                      training=TrainingSetup(env, dict(env_options or {})),
                      library=Library(list(gen.learned.values()), {}), slots=PrioritySlots.cpu(max(1, int(slots))),
                      launch=LaunchSettings(retries=int(retries)), owner=leases.new_owner())
-    proposed, idle_since, stop_reason = 0, None, ""
+    proposed, idle_since, stop_reason, proposer_done = 0, None, "", False
     while True:
         for outcome in gen.harvest():
             if outcome.status is not SkillStatus.TRAINED and outcome.status is not SkillStatus.ALREADY_DONE:
@@ -191,7 +193,7 @@ def grow_skills(
         view = gen.view()
         decision = Done(f"max_skills={max_skills} reached") if proposed >= max_skills else prop.propose(view)
         if isinstance(decision, Done):
-            stop_reason = decision.reason
+            stop_reason, proposer_done = decision.reason, proposed < max_skills
             break
         if isinstance(decision, NothingNow):
             if gen.in_flight:
@@ -236,6 +238,14 @@ def grow_skills(
 
     while gen.in_flight:  # never return while a skill is still training
         gen.harvest(timeout=None)
+    while proposer_done and proposed < max_skills:
+        # the last skills' analyses arrived after the proposer was done proposing new skills: it
+        # may still revise a learned one (the built-in proposers do when an analysis contradicts it)
+        decision = prop.propose(gen.view())
+        if not isinstance(decision, Revise):
+            break
+        proposed += 1
+        _revise(decision, gen, ctx, st, profile, overrides, logger)
     rows = [{"skill": o.skill, "status": o.status.value, "frames": o.frames, "success_rate": o.success_rate,
              "error": o.error} for o in gen.outcomes]
     create_table_artifact(key="grow-skills-results", table=rows, description=f"skills grown into {st.url}")
