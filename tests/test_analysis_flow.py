@@ -110,6 +110,25 @@ def test_wrong_prior_is_flagged_corrected_and_retrained_better(tmp_path):
     assert "<h4>Analysis</h4>" in html and fixed.headline().split(";")[0] in html  # the latest run's analysis
     assert "at least what the completing step spent" in html
 
+    # the analyse task's own path, when the trainer left no record: a child process pinned like the trainer
+    import logging
+
+    from flowrl_core.lifecycle.context import StoreRef
+    from tasks.launch import run_analysis_process
+
+    run_dir = tmp_path / "store" / "runs" / fixed.run_id
+    (run_dir / "analysis.json").unlink()
+    again = run_analysis_process(StoreRef(store_url), fixed.run_id, skill="Place_Table", device="",
+                                 log=logging.getLogger("test"))
+    assert again.status is AnalysisStatus.ANALYSED and again.spec_checks == fixed.spec_checks
+    # ...and when the analysis itself fails, the record says so and nothing is raised (the merge goes on)
+    (run_dir / "analysis.json").unlink()
+    expert = next((run_dir / "experts").iterdir())
+    expert.write_bytes(b"not msgpack")
+    failed = run_analysis_process(StoreRef(store_url), fixed.run_id, skill="Place_Table", device="",
+                                  log=logging.getLogger("test"))
+    assert failed.status is AnalysisStatus.FAILED and failed.reason
+
 
 def test_apply_analysis_without_analyses_exits_2(tmp_path):
     skills = tmp_path / "wrong.yaml"
