@@ -47,8 +47,13 @@ def skill_configs(specs: Sequence[SkillSpec], profile: str = "cpu",
 
 def train_skills(store: Store, specs: Sequence[SkillSpec], *, env: str, env_options: Mapping[str, Any] | None = None,
                  profile: str = "cpu", overrides: Mapping[str, Any] | None = None,
-                 only: Sequence[str] | None = None, child: bool = False) -> list[TrainedSkill]:
+                 only: Sequence[str] | None = None, child: bool = False,
+                 analyse: bool = False) -> list[TrainedSkill]:
     """setup → train → merge for every skill (or ``only`` these), dependencies first.
+
+    ``analyse``: make sure the flow's analyse step ran (:func:`flowrl_core.analysis.analyse_run`)
+    between train and merge, so ``runs/<id>/analysis.json`` is there as after a flow (the trainer
+    process, ``child``, writes it itself).
 
     ``child``: train in the trainer's own process, ``python -m flowrl_core.lifecycle.train``, as
     the flow does -- which also uses the persistent compilation cache, so a second run of the same
@@ -73,6 +78,11 @@ def train_skills(store: Store, specs: Sequence[SkillSpec], *, env: str, env_opti
             train_in_child(store, res.job.run_id)
         else:
             run_job(store, res.job.run_id)
+        if analyse:  # the trainer process analyses its run itself; in this process, do it here
+            from flowrl_core.analysis import analyse_run, read_analysis
+
+            if read_analysis(store, res.job.run_id) is None:
+                analyse_run(store, res.job.run_id)
         merge_run(store, res.job.run_id)
         result = read_result(store, res.job.run_id)
         assert result is not None, f"run {res.job.run_id} of {name} finished without a result"

@@ -7,7 +7,9 @@ training — the frontier — generation blocks until those finish, so the propo
 sees their results.  Its execution plan is built at its setup, i.e. after its providers
 finished, from the library as it is then (a plan made while a provider trained never leaves that
 provider out).  The flow stops at ``max_skills`` or when the proposer is done, and it never
-returns while a skill is still training.
+returns while a skill is still training.  Proposers see every finished skill's analysis and may
+answer :class:`~flowrl_core.grow.library.Revise` for a learned skill (see ``_revise``); once a
+proposer is done and the last trainings finished, it is asked again for as long as it revises.
 """
 
 from __future__ import annotations
@@ -22,13 +24,17 @@ from prefect.states import Completed, Failed
 
 from flowrl_core.defaults import DEFAULT_ENV, DEFAULT_PROFILE, DEFAULT_STORE
 from flowrl_core.errors import FlowRLError
+from flowrl_core.analysis.apply import affected_skills
+from flowrl_core.analysis.run import latest_analyses, read_analysis
 from flowrl_core.grow.library import (
     Done,
     LibraryView,
     NothingNow,
     Propose,
+    Revise,
     frontier,
     validate_against_library,
+    validate_revision,
 )
 from flowrl_core.grow.registry import load_proposer
 from flowrl_core.lifecycle.context import (
@@ -41,6 +47,7 @@ from flowrl_core.lifecycle.context import (
 from flowrl_core.lifecycle.outcomes import GrowSummary, SkillOutcome, SkillStatus
 from flowrl_core.plugins import load_plugins
 from flowrl_core.scheduling.slots import PrioritySlots
+from flowrl_core.skills.graph import build_graph, training_order
 from flowrl_core.skills.spec import SkillSpec
 from flowrl_core.store import leases
 from flowrl_core.store.objects import Store
@@ -57,8 +64,11 @@ def learned_in_store(store: Store) -> dict[str, SkillSpec]:
 class _Generation:
     """The skills this flow run submitted and what became of them (the flow's loop state)."""
 
-    def __init__(self, learned: dict[str, SkillSpec]):
+    def __init__(self, learned: dict[str, SkillSpec], store: Store):
+        self.store = store
         self.learned = dict(learned)
+        self.analyses = latest_analyses(store, list(learned))  # what the proposer learns from
+        self.revised: list[str] = []
         self.futures: dict[str, PrefectFuture] = {}
         self.upstream: dict[str, list[str]] = {}
         self.in_flight: dict[str, SkillSpec] = {}
@@ -68,7 +78,16 @@ class _Generation:
 
     def view(self) -> LibraryView:
         return LibraryView(learned=dict(self.learned), in_flight=dict(self.in_flight), failed=dict(self.failed),
-                           results=dict(self.results))
+                           results=dict(self.results), analyses=dict(self.analyses), revised=tuple(self.revised))
+
+    def finished(self, name: str, outcome: SkillOutcome) -> None:
+        """A skill's training ended: its result and (when it trained) its run's analysis join the view."""
+        if outcome.status.ok:
+            self.results[name] = {"success_rate": outcome.success_rate, "frames": outcome.frames or 0}
+            if outcome.run_id:
+                analysis = read_analysis(self.store, outcome.run_id)
+                if analysis is not None:
+                    self.analyses[name] = analysis
 
     def harvest(self, block_on: list[str] | None = None, timeout: float | None = 0.0) -> list[SkillOutcome]:
         """Collect finished skills; waits up to ``timeout`` for ``block_on`` (default: all in flight)."""
@@ -86,12 +105,54 @@ class _Generation:
                 n, SkillStatus.SKIPPED, error=f"upstream failed: {r}"))
             if outcome.status.ok:
                 self.learned[name] = spec
-                self.results[name] = {"success_rate": outcome.success_rate, "frames": outcome.frames or 0}
+                self.finished(name, outcome)
             else:
                 self.failed[name] = outcome.error
             self.outcomes.append(outcome)
             finished.append(outcome)
         return finished
+
+
+def _revise(decision: Revise, gen: _Generation, ctx: RunContext, st: Store, profile: str,
+            overrides: dict[str, Any] | None, logger: Any) -> None:
+    """Validate a revised spec like a proposal, store it as a new spec version, and retrain every
+    learned skill whose plan it changes (as new versions: the frame-count rule decides what stays)."""
+    import dataclasses
+
+    spec, view = decision.spec, gen.view()
+    try:
+        while gen.in_flight:  # the skills in flight plan with the old spec: let them finish first
+            gen.harvest(timeout=None)
+        view = gen.view()
+        validate_revision(spec, view)
+        config = resolve_config(profile, overrides, spec.train, skill=spec.name)
+    except FlowRLError as exc:
+        gen.revised.append(spec.name)  # asked once; a proposer repeating itself must not loop
+        gen.outcomes.append(SkillOutcome(spec.name, SkillStatus.REJECTED, error=f"revision rejected: {exc}"))
+        logger.warning("revision of %s rejected: %s", spec.name, exc)
+        return
+    old_library = view.library()
+    new_library = [spec if s.name == spec.name else s for s in old_library]
+    affected = [n for n in training_order(build_graph(new_library))
+                if n in set(affected_skills(old_library, new_library)) and n in gen.learned]
+    logger.info("revised %s (%s): %s → %s; retraining %s", spec.name, decision.reason,
+                gen.learned[spec.name].to_dict(), spec.to_dict(), ", ".join(affected) or "nothing")
+    st.save_skill(spec)
+    ctx.library.replace(spec, config)
+    gen.learned[spec.name] = spec
+    gen.revised.append(spec.name)
+    again = RunContext(store=ctx.store, training=dataclasses.replace(ctx.training, continuation=True),
+                       library=ctx.library, slots=ctx.slots, launch=ctx.launch, owner=ctx.owner)
+    for name in affected:
+        other = gen.learned[name]
+        again.library.set_config(name, resolve_config(profile, overrides, other.train, skill=name))
+        future = skill_task.submit(name, again)
+        future.wait()
+        outcome = outcome_of(name, future, skipped=lambda n=name: SkillOutcome(n, SkillStatus.SKIPPED))
+        gen.outcomes.append(outcome)
+        gen.finished(name, outcome)
+        if not outcome.status.ok:
+            logger.warning("retraining %s after the revision failed: %s", name, outcome.error)
 
 
 @flow(name="grow-skills", log_prints=True)
@@ -119,12 +180,12 @@ def grow_skills(
     resolve_config(profile, overrides)  # bad settings fail before anything is proposed
     prop = load_proposer(proposer, **(proposer_args or {}))
     st = Store(store, storage_options=storage_options)
-    gen = _Generation(learned_in_store(st))
+    gen = _Generation(learned_in_store(st), st)
     ctx = RunContext(store=StoreRef(st.url, dict(storage_options or {})),
                      training=TrainingSetup(env, dict(env_options or {})),
                      library=Library(list(gen.learned.values()), {}), slots=PrioritySlots.cpu(max(1, int(slots))),
                      launch=LaunchSettings(retries=int(retries)), owner=leases.new_owner())
-    proposed, idle_since, stop_reason = 0, None, ""
+    proposed, idle_since, stop_reason, proposer_done = 0, None, "", False
     while True:
         for outcome in gen.harvest():
             if outcome.status is not SkillStatus.TRAINED and outcome.status is not SkillStatus.ALREADY_DONE:
@@ -132,7 +193,7 @@ def grow_skills(
         view = gen.view()
         decision = Done(f"max_skills={max_skills} reached") if proposed >= max_skills else prop.propose(view)
         if isinstance(decision, Done):
-            stop_reason = decision.reason
+            stop_reason, proposer_done = decision.reason, proposed < max_skills
             break
         if isinstance(decision, NothingNow):
             if gen.in_flight:
@@ -145,6 +206,11 @@ def grow_skills(
                 stop_reason = f"proposer had nothing to propose for {idle_patience_s:.0f}s: {decision.reason}"
                 break
             time.sleep(min(10.0, 1.0 + waited / 2))  # back off: an LLM proposer pays per question
+            continue
+        if isinstance(decision, Revise):
+            idle_since = None
+            proposed += 1
+            _revise(decision, gen, ctx, st, profile, overrides, logger)
             continue
         assert isinstance(decision, Propose)
         idle_since = None
@@ -172,6 +238,14 @@ def grow_skills(
 
     while gen.in_flight:  # never return while a skill is still training
         gen.harvest(timeout=None)
+    while proposer_done and proposed < max_skills:
+        # the last skills' analyses arrived after the proposer was done proposing new skills: it
+        # may still revise a learned one (the built-in proposers do when an analysis contradicts it)
+        decision = prop.propose(gen.view())
+        if not isinstance(decision, Revise):
+            break
+        proposed += 1
+        _revise(decision, gen, ctx, st, profile, overrides, logger)
     rows = [{"skill": o.skill, "status": o.status.value, "frames": o.frames, "success_rate": o.success_rate,
              "error": o.error} for o in gen.outcomes]
     create_table_artifact(key="grow-skills-results", table=rows, description=f"skills grown into {st.url}")

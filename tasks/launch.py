@@ -127,6 +127,42 @@ def run_memory_estimate(store: StoreRef, run_id: str, *, skill: str, device: str
     return int(memory.estimate.total_bytes)
 
 
+def run_analysis_process(store: StoreRef, run_id: str, *, skill: str, device: str, log: Any) -> Any:
+    """The trained ``run_id``'s analysis (:mod:`flowrl_core.analysis`), running it when it is missing.
+
+    The PPO trainer process analyses its run as it finishes (JAX and the device are warm there,
+    on either launcher), so usually the record is already there.  A run with nothing to roll out
+    (a trainer without a policy, analysis turned off) is recorded as skipped here, at once;
+    otherwise a missing analysis runs in a child process pinned like the trainer -- never in the
+    orchestrator, whose JAX would grab the GPU.  A failed analysis is recorded as failed and
+    returned, not raised: the run trained, and its merge must go on.
+    """
+    from flowrl_core.analysis.records import AnalysisStatus
+    from flowrl_core.analysis.run import analyse_run, failed_analysis, read_analysis, skip_reason
+    from flowrl_core.lifecycle.job import load_job
+
+    opened = store.open()
+    job = load_job(opened, run_id)
+    if skip_reason(job) is not None:
+        return analyse_run(opened, run_id)  # writes the skipped record; no JAX
+    existing = read_analysis(opened, run_id)
+    if existing is not None and existing.status is AnalysisStatus.ANALYSED:
+        return existing
+    env = jax_memory_env(None).apply(dict(os.environ, PYTHONUNBUFFERED="1"))
+    if device:
+        env["CUDA_VISIBLE_DEVICES"] = device
+    done = subprocess.run([sys.executable, "-m", "flowrl_core.analysis", "--run-id", run_id], env=env,
+                          input=messages.TrainerInput(store=store.url, run_id=run_id,
+                                                      storage_options=dict(store.storage_options)).to_json(),
+                          capture_output=True, text=True)
+    record = read_analysis(opened, run_id) if done.returncode == 0 else None
+    if record is None:
+        why = (done.stderr.strip().splitlines() or [describe_exit(done.returncode)])[-1][:500]
+        log.warning("%s: analysis of run %s failed (%s); merging anyway", skill, run_id, why)
+        return failed_analysis(opened, run_id, skill, FlowRLError(why))
+    return record
+
+
 def _read_messages(fd: int, skill: str, log: Any, state: dict[str, Any]) -> None:
     last_log = 0.0
     with os.fdopen(fd, "r") as pipe:

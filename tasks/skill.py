@@ -1,4 +1,4 @@
-"""Prefect tasks for one skill: ``skill`` runs ``setup → train → merge`` as chained subtasks.
+"""Prefect tasks for one skill: ``skill`` runs ``setup → train → analyse → merge`` as chained subtasks.
 
 Each step is its own task run (own state, logs and timing in the UI).  The flow submits one
 ``skill`` task per skill with ``wait_for`` = its dependencies' futures, so it starts the moment
@@ -22,6 +22,7 @@ from prefect.futures import PrefectFuture
 from prefect.states import State
 from prefect.transactions import CommitMode, transaction
 
+from flowrl_core.analysis.records import AnalysisRecord, AnalysisStatus
 from flowrl_core.lifecycle.context import RunContext
 from flowrl_core.lifecycle.job import TrainingResult, read_result
 from flowrl_core.lifecycle.merge import merge_run
@@ -34,6 +35,7 @@ from flowrl_core.store.experts import Decision
 from tasks.launch import (
     OutOfMemory,
     TrainingFailed,
+    run_analysis_process,
     run_memory_estimate,
     run_on_pool,
     run_trainer_process,
@@ -97,6 +99,28 @@ def estimate_task(skill: str, run_id: str, ctx: RunContext) -> int | None:
                                log=get_run_logger())
 
 
+@task(name="analyse", cache_policy=NO_CACHE, task_run_name="analyse {skill}")
+def analyse_task(skill: str, run_id: str, ctx: RunContext, device: str = "") -> AnalysisRecord:
+    """Evaluate the run's trained policy against random, check its specs, explain its failures
+    (``runs/<run_id>/analysis.json``); never fails the skill (a failed analysis is recorded)."""
+    from prefect.artifacts import create_table_artifact
+
+    from flowrl_core.reporting.flow_artifacts import analysis_table
+
+    logger = get_run_logger()
+    record = run_analysis_process(ctx.store, run_id, skill=skill, device=device, log=logger)
+    logger.info("%s: analysis %s", skill, record.headline())
+    for claim in record.contradictions():
+        logger.warning("%s: %s %s %s: spec %d contradicted, observed %s in %.0f %% of %d completions%s", skill,
+                       claim.skill, claim.kind.value, claim.key, claim.spec_value, claim.observed,
+                       100 * claim.agreement, claim.completions,
+                       f"; proposed {claim.proposed}" if claim.proposed is not None else "")
+    if record.status is AnalysisStatus.ANALYSED:
+        table = analysis_table(record)
+        create_table_artifact(key=table.key, table=table.rows, description=table.description)
+    return record
+
+
 @task(name="merge", cache_policy=NO_CACHE, task_run_name="merge {skill}")
 def merge_task(skill: str, run_id: str, ctx: RunContext) -> list[Decision]:
     logger = get_run_logger()
@@ -126,8 +150,8 @@ def skill_task(skill: str, ctx: RunContext) -> SkillOutcome:
             if prepared.job is None:
                 return _already_done(skill, ctx, prepared, started)
             with _working_on(ctx, prepared):
-                result, decisions = _train_and_merge(skill, ctx, prepared, grant)
-        return _trained(skill, prepared, result, decisions, started)
+                result, decisions, analysis = _train_and_merge(skill, ctx, prepared, grant)
+        return _trained(skill, prepared, result, decisions, analysis, started)
     with _step():
         prepared = setup_task(skill, ctx)
     if prepared.job is None:
@@ -140,7 +164,7 @@ def skill_task(skill: str, ctx: RunContext) -> SkillOutcome:
             with ctx.slots.hold(skill, priority, reserve_for=lambda: unblocked() if finished else {},
                                 need_bytes=need, exclusive=exclusive) as grant:
                 try:
-                    result, decisions = _train_and_merge(skill, ctx, prepared, grant)
+                    result, decisions, analysis = _train_and_merge(skill, ctx, prepared, grant)
                     finished = True
                 except OutOfMemory:
                     if exclusive or (grant.memory is not None and grant.memory.exclusive):
@@ -150,7 +174,7 @@ def skill_task(skill: str, ctx: RunContext) -> SkillOutcome:
                     exclusive = True
                     continue
             break
-    return _trained(skill, prepared, result, decisions, started)
+    return _trained(skill, prepared, result, decisions, analysis, started)
 
 
 @contextmanager
@@ -185,27 +209,32 @@ def _already_done(skill: str, ctx: RunContext, prepared: SetupResult, started: f
 
 
 def _train_and_merge(skill: str, ctx: RunContext, prepared: SetupResult, grant: Grant
-                     ) -> tuple[TrainingResult, list[Decision]]:
-    """Train (retried by Prefect, but not for an out-of-memory beside others) and merge (idempotent)."""
+                     ) -> tuple[TrainingResult, list[Decision], AnalysisRecord]:
+    """Train (retried by Prefect, but not for an out-of-memory beside others), analyse (never fails)
+    and merge (idempotent)."""
     assert prepared.job is not None
     retry = {"retries": ctx.launch.retries, "retry_delay_seconds": ctx.launch.retry_delay_s}
     with _step():
         result = train_task.with_options(**retry, retry_condition_fn=_not_out_of_memory)(
             skill, prepared.job.run_id, ctx, grant.slot, grant.device, grant.memory)
     with _step():
+        analysis = analyse_task(skill, prepared.job.run_id, ctx, "" if ctx.launch.launcher is Launcher.POOL
+                                else grant.device)
+    with _step():
         decisions = merge_task.with_options(**retry)(skill, prepared.job.run_id, ctx)
     ctx.recorder.merged(skill)
-    return result, decisions
+    return result, decisions, analysis
 
 
 def _trained(skill: str, prepared: SetupResult, result: TrainingResult, decisions: list[Decision],
-             started: float) -> SkillOutcome:
+             analysis: AnalysisRecord, started: float) -> SkillOutcome:
     assert prepared.job is not None
     return SkillOutcome(
         skill, SkillStatus.TRAINED, run_id=prepared.job.run_id, frames=result.frames,
         success_rate=result.success_rate, decisions=tuple(d.to_dict() for d in decisions),
         duration_s=round(time.time() - started, 2), resumed=prepared.resumed,
-        artifacts={k: v for k, v in result.artifacts.items() if k in ("learning_curve", "rollout")})
+        artifacts={k: v for k, v in result.artifacts.items() if k in ("learning_curve", "rollout")},
+        analysis=analysis.headline())
 
 def outcome_of(skill: str, future: PrefectFuture, *, skipped: Callable[[], SkillOutcome]) -> SkillOutcome:
     """A finished ``skill`` future as a typed outcome: its own result, its own error, or — when it

@@ -118,6 +118,12 @@ def test_pool_diamond_on_s3_with_a_worker_killed_mid_skill(cluster):
     budgets = {s["name"]: s.get("train", {}).get("total_timesteps", TINY["total_timesteps"]) for s in DIAMOND["skills"]}
     assert_experts_hold_the_right_frames(store, summary.outcomes, budgets)
     assert current_version(store, summary.indices["Collect_Stone"]).frames == 8 * 16 * 30
+    from flowrl_core.analysis import AnalysisStatus, read_analysis
+
+    for outcome in summary.outcomes:  # the analyse step ran in every chain on the pool launcher too
+        analysis = read_analysis(store, outcome.run_id)
+        assert analysis is not None and analysis.status is AnalysisStatus.ANALYSED, (outcome.skill, analysis)
+        assert outcome.analysis == analysis.headline()
     intervals = _flow_run_intervals(cluster["api"])
     points = sorted([(a, 1) for a, _ in intervals] + [(b, -1) for _, b in intervals], key=lambda p: (p[0], p[1]))
     level = peak = 0

@@ -44,6 +44,10 @@ class StepTrace:
     achievements_start: tuple[str, ...]  # unlocked so far in the episode
     achievements_end: tuple[str, ...]
     nearby_end: tuple[str, ...] | None = None  # block types around the agent at the end (None: env does not say)
+    # inventory just before the env step that ended the plan step: with ``inventory_end`` it gives
+    # what the completing action itself spent and yielded (trajectory analysis reads true costs
+    # there; a step's net delta hides items the step collected and spent again).  None: older trace.
+    inventory_before_end: Mapping[str, int] | None = None
 
     @property
     def steps(self) -> int:
@@ -55,6 +59,14 @@ class StepTrace:
         delta = {k: self.inventory_end.get(k, 0) - self.inventory_start.get(k, 0) for k in sorted(keys)}
         return {k: v for k, v in delta.items() if v}
 
+    def pivot_delta(self) -> dict[str, int] | None:
+        """Items the completing env step gained (positive) and spent (negative); None: not recorded."""
+        if self.inventory_before_end is None:
+            return None
+        keys = set(self.inventory_before_end) | set(self.inventory_end)
+        delta = {k: self.inventory_end.get(k, 0) - self.inventory_before_end.get(k, 0) for k in sorted(keys)}
+        return {k: v for k, v in delta.items() if v}
+
     def achievements_gained(self) -> tuple[str, ...]:
         return tuple(a for a in self.achievements_end if a not in set(self.achievements_start))
 
@@ -63,15 +75,18 @@ class StepTrace:
                 "start_step": self.start_step, "end_step": self.end_step, "steps": self.steps,
                 "inventory_start": dict(self.inventory_start), "inventory_end": dict(self.inventory_end),
                 "achievements_start": list(self.achievements_start), "achievements_end": list(self.achievements_end),
-                "nearby_end": None if self.nearby_end is None else list(self.nearby_end)}
+                "nearby_end": None if self.nearby_end is None else list(self.nearby_end),
+                "inventory_before_end": None if self.inventory_before_end is None else dict(self.inventory_before_end)}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "StepTrace":
         nearby = d.get("nearby_end")
+        before = d.get("inventory_before_end")
         return cls(int(d["index"]), str(d["skill"]), int(d["count"]), bool(d["completed"]), int(d["start_step"]),
                    int(d["end_step"]), {str(k): int(v) for k, v in d["inventory_start"].items()},
                    {str(k): int(v) for k, v in d["inventory_end"].items()}, tuple(d["achievements_start"]),
-                   tuple(d["achievements_end"]), None if nearby is None else tuple(nearby))
+                   tuple(d["achievements_end"]), None if nearby is None else tuple(nearby),
+                   None if before is None else {str(k): int(v) for k, v in before.items()})
 
 
 @dataclass(frozen=True)

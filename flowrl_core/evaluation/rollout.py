@@ -53,6 +53,7 @@ class _Carry(NamedTuple):
     st_end: jax.Array  # int32[E, S]
     inv_start: jax.Array  # int32[E, S, I]
     inv_end: jax.Array  # int32[E, S, I]
+    inv_pre: jax.Array  # int32[E, S, I]: inventory just before the env step that ended the plan step
     ach_start: jax.Array  # bool[E, S, A]
     ach_end: jax.Array  # bool[E, S, A]
     near_end: jax.Array  # bool[E, S, B] (B = 0 when the env does not expose nearby blocks)
@@ -115,6 +116,7 @@ def make_rollout(env: Env, env_params: PyTree, plan: CompiledPlan, goal: Compile
         put = lambda mask, new, old: jnp.where(mask.reshape(mask.shape + (1,) * (old.ndim - 2)), new, old)  # noqa: E731
         st_end = put(mark_end, t1, c.st_end)
         inv_end = put(mark_end, inv[:, None, :], c.inv_end)
+        inv_pre = put(mark_end, prev_inv[:, None, :], c.inv_pre)
         ach_end = put(mark_end, ach[:, None, :], c.ach_end)
         near_end = put(mark_end, near[:, None, :], c.near_end)
         st_start = put(mark_start, t1, c.st_start)
@@ -132,7 +134,7 @@ def make_rollout(env: Env, env_params: PyTree, plan: CompiledPlan, goal: Compile
             completed=c.completed + step_done.astype(jnp.int32),
             step_start_inv=jnp.where(step_done[:, None], inv, c.step_start_inv), inv0=c.inv0,
             actions=jnp.where(slot, action[:, None], c.actions), st_start=st_start, st_end=st_end,
-            inv_start=inv_start, inv_end=inv_end, ach_start=ach_start, ach_end=ach_end, near_end=near_end, key=key)
+            inv_start=inv_start, inv_end=inv_end, inv_pre=inv_pre, ach_start=ach_start, ach_end=ach_end, near_end=near_end, key=key)
 
     def run(params: PyTree, key: jax.Array, uniform: jax.Array, reset_keys: jax.Array, max_steps: jax.Array):
         e = reset_keys.shape[0]
@@ -148,14 +150,14 @@ def make_rollout(env: Env, env_params: PyTree, plan: CompiledPlan, goal: Compile
             completed=jnp.zeros((e,), jnp.int32), step_start_inv=inv, inv0=inv,
             actions=jnp.full((e, last_actions), -1, jnp.int32), st_start=zeros_s, st_end=zeros_s,
             inv_start=jnp.where(first[..., None], inv[:, None, :], jnp.zeros((e, n_plan, n_items), jnp.int32)),
-            inv_end=jnp.zeros((e, n_plan, n_items), jnp.int32),
+            inv_end=jnp.zeros((e, n_plan, n_items), jnp.int32), inv_pre=jnp.zeros((e, n_plan, n_items), jnp.int32),
             ach_start=first[..., None] & ach[:, None, :], ach_end=jnp.zeros((e, n_plan, n_ach), bool),
             near_end=jnp.zeros((e, n_plan, n_blocks), bool), key=key)
         c = jax.lax.while_loop(lambda c: (c.t < max_steps) & ~jnp.all(c.over),
                                lambda c: body(params, uniform, max_steps, c), c)
         inv_fin, ach_fin = v_inv(c.state), v_ach(c.state)
         return {k: getattr(c, k) for k in ("success", "end_code", "steps", "plan_done", "completed", "actions",
-                                           "st_start", "st_end", "inv_start", "inv_end", "ach_start", "ach_end",
+                                           "st_start", "st_end", "inv_start", "inv_end", "inv_pre", "ach_start", "ach_end",
                                            "near_end")} | {"inv_fin": inv_fin, "ach_fin": ach_fin}
 
     return jax.jit(run)
@@ -198,6 +200,7 @@ def traces_from_arrays(env: Env, plan: Sequence[PlanStep], raw: Mapping[str, np.
                       start_step=int(raw["st_start"][e, j]), end_step=int(raw["st_end"][e, j]),
                       inventory_start=_sparse(items, raw["inv_start"][e, j]),
                       inventory_end=_sparse(items, raw["inv_end"][e, j]),
+                      inventory_before_end=_sparse(items, raw["inv_pre"][e, j]),
                       achievements_start=_flags(achs, raw["ach_start"][e, j]),
                       achievements_end=_flags(achs, raw["ach_end"][e, j]),
                       nearby_end=_flags(blocks, raw["near_end"][e, j]) if blocks is not None else None)

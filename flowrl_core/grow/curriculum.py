@@ -16,6 +16,7 @@ from flowrl_core.grow.library import (
     NothingNow,
     Proposal,
     Propose,
+    analysis_revision,
     ProposerError,
     frontier,
     invalid_reason,
@@ -153,6 +154,9 @@ class CurriculumProposer:
         return walk
 
     def propose(self, view: LibraryView) -> Proposal:
+        revision = analysis_revision(view)  # a learned skill whose analysis contradicts its spec comes first
+        if revision is not None:
+            return revision
         state = self._target_state(view)
         if state == "learned":
             return Done(f"target {self.target!r} is learned")

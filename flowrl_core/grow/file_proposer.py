@@ -10,6 +10,7 @@ from flowrl_core.grow.library import (
     LibraryView,
     Proposal,
     Propose,
+    analysis_revision,
     invalid_reason,
 )
 from flowrl_core.skills.graph import build_graph, training_order
@@ -44,6 +45,9 @@ class FileProposer:
         return None
 
     def propose(self, view: LibraryView) -> Proposal:
+        revision = analysis_revision(view)  # a learned skill whose analysis contradicts its spec comes first
+        if revision is not None:
+            return revision
         present = {s.name.casefold() for s in view.library()}
         failed = {name.casefold(): reason for name, reason in view.failed.items()}
         for name in self.order:

@@ -11,6 +11,11 @@ training ends the skill moves to ``learned`` or ``failed``.  A proposer answers 
   proposer also returns it after the model or the server failed ``max_retries`` times, whatever
   is in flight; a flow should bound how often it asks again with nothing in flight.
 * :class:`Done` — never anything more (target learned, file exhausted, or target unreachable).
+* :class:`Revise` — replace a *learned* skill's spec (same name), typically because its
+  analysis (``view.analyses``, :mod:`flowrl_core.analysis`) contradicted it consistently.  The
+  flow validates it like a proposal, stores it as a new spec version (history kept) and retrains
+  every learned skill whose plan it changes, as new versions; each skill is revised at most once
+  per flow run (``view.revised``).
 
 "Merely queued" is never "done": the reference system stopped once every skill was submitted,
 so its target never trained.  Here Done for a target means the target is *learned*; while it
@@ -32,6 +37,7 @@ from typing import Protocol, runtime_checkable
 
 import networkx as nx
 
+from flowrl_core.analysis.records import AnalysisRecord
 from flowrl_core.errors import FlowRLError, SkillFileError
 from flowrl_core.skills.graph import build_graph, needs, provider_for, providers
 from flowrl_core.skills.spec import SkillSpec
@@ -49,6 +55,8 @@ class LibraryView:
     in_flight: dict[str, SkillSpec] = field(default_factory=dict)  # submitted, not finished
     failed: dict[str, str] = field(default_factory=dict)  # name -> reason
     results: dict[str, dict] = field(default_factory=dict)  # name -> {"success_rate", "frames"}
+    analyses: dict[str, AnalysisRecord] = field(default_factory=dict)  # learned name -> its latest run's analysis
+    revised: tuple[str, ...] = ()  # skills whose spec this flow run already revised
 
     def library(self) -> list[SkillSpec]:
         """Learned then in-flight specs (a skill in both counts once, as learned).
@@ -66,6 +74,12 @@ class Propose:
 
 
 @dataclass(frozen=True)
+class Revise:
+    spec: SkillSpec  # the learned skill's new spec (same name)
+    reason: str
+
+
+@dataclass(frozen=True)
 class NothingNow:
     reason: str
 
@@ -75,7 +89,7 @@ class Done:
     reason: str
 
 
-Proposal = Propose | NothingNow | Done
+Proposal = Propose | Revise | NothingNow | Done
 
 
 @runtime_checkable
@@ -136,6 +150,46 @@ def invalid_reason(spec: SkillSpec, view: LibraryView) -> str | None:
     """Why ``spec`` cannot join the library, or None when it can."""
     try:
         validate_against_library(spec, view)
+    except SkillFileError as exc:
+        return str(exc)
+    return None
+
+
+def validate_revision(spec: SkillSpec, view: LibraryView) -> SkillSpec:
+    """The learned spec ``spec`` replaces; raises :class:`SkillFileError` unless the revision can stand."""
+    old = view.learned.get(spec.name)
+    if old is None:
+        raise SkillFileError(f"only a learned skill can be revised; learned: {', '.join(sorted(view.learned)) or 'none'}",
+                             skill=spec.name)
+    if spec.name in view.revised:
+        raise SkillFileError("already revised once in this run; propose a new, differently named skill instead",
+                             skill=spec.name)
+    if spec == old:
+        raise SkillFileError("the revision equals the current spec", skill=spec.name)
+    build_graph([spec if s.name == spec.name else s for s in view.library()])
+    return old
+
+
+def analysis_revision(view: LibraryView) -> Revise | None:
+    """A consistent correction an analysis proposes for a learned, not yet revised skill (None: none).
+
+    What the built-in proposers do with ``view.analyses`` before proposing anything new: a
+    library built on a contradicted prior trains every dependant to the wrong plan.
+    """
+    from flowrl_core.analysis.apply import corrected, proposed_corrections
+
+    candidates = [s for name, s in view.learned.items() if name not in view.revised]
+    for correction in proposed_corrections(candidates, list(view.analyses.values())):
+        spec = corrected(view.learned[correction.skill], correction)
+        if invalid_revision(spec, view) is None:
+            return Revise(spec, f"the analysis of run {correction.run_id} contradicts it consistently "
+                                f"({correction.completions} completions)")
+    return None
+
+
+def invalid_revision(spec: SkillSpec, view: LibraryView) -> str | None:
+    try:
+        validate_revision(spec, view)
     except SkillFileError as exc:
         return str(exc)
     return None

@@ -13,6 +13,7 @@ import re
 import time
 from typing import Any
 
+from flowrl_core.analysis.records import AnalysisRecord
 from flowrl_core.errors import SkillFileError
 from flowrl_core.grow.library import (
     Done,
@@ -21,7 +22,9 @@ from flowrl_core.grow.library import (
     Proposal,
     Propose,
     ProposerError,
+    Revise,
     validate_against_library,
+    validate_revision,
 )
 from flowrl_core.skills import vocab
 from flowrl_core.skills.parsing import no_duplicate_keys, parse_skill
@@ -80,6 +83,11 @@ at a time. Recipes: a table costs 2 wood; a furnace 1 stone; wood tools 1 wood a
 stone tools 1 wood + 1 stone at a table; iron tools 1 wood, 1 stone, 1 coal, 1 iron at a table \
 and a furnace; stone and coal need a wood pickaxe, iron a stone pickaxe, diamond an iron pickaxe.
 
+A learned skill may carry an "analysis" of its trained policy: claims of its spec that the \
+policy's completions contradicted (e.g. consumes wood 1 while every completion spent 2) and, \
+when they agreed, a "proposed_spec". To revise a learned skill's spec instead of proposing a \
+new skill, reply {{"revise": <the whole skill object, same name>}}; each skill can be revised once.
+
 Reply with the JSON object only, no prose. If the goal is already achieved by a learned skill, \
 reply with the single word DONE."""
 
@@ -95,6 +103,9 @@ def library_message(view: LibraryView, target: str) -> str:
         result = view.results.get(spec.name) or {}
         if result.get("success_rate") is not None:
             entry["success_rate"] = round(float(result["success_rate"]), 3)
+        analysis = view.analyses.get(spec.name) if spec.name in view.learned else None
+        if analysis is not None:
+            entry["analysis"] = analysis_summary(analysis, spec.name, revised=spec.name in view.revised)
         lines.append(json.dumps(entry, sort_keys=True))
     failed = [json.dumps({"name": n, "status": "failed", "reason": r}) for n, r in view.failed.items()]
     library = "\n".join(lines) if lines else "(empty: start from skills that need nothing)"
@@ -102,6 +113,21 @@ def library_message(view: LibraryView, target: str) -> str:
     if failed:
         text += "\nFailed (do not reuse these names; try a different approach):\n" + "\n".join(failed) + "\n"
     return text + "\nPropose the next skill as one JSON object, or reply DONE."
+
+
+def analysis_summary(record: AnalysisRecord, skill: str, *, revised: bool = False) -> dict[str, Any]:
+    """What the model sees of a skill's analysis: the headline, contradicted claims, the proposed spec."""
+    out: dict[str, Any] = {"summary": record.headline()}
+    bad = [f"{c.skill} {c.kind.value} {c.key}: spec {c.spec_value}, observed {c.observed} in {c.agreement:.0%} of "
+           f"{c.completions} completions" for c in record.contradictions()]
+    if bad:
+        out["contradicted"] = bad
+    proposed = record.corrections().get(skill)
+    if proposed is not None:
+        out["proposed_spec"] = proposed
+    if revised:
+        out["revised"] = True
+    return out
 
 
 def _extract_json_text(content: str) -> str:
@@ -112,7 +138,7 @@ def _extract_json_text(content: str) -> str:
     return content[start:end + 1] if 0 <= start < end else content
 
 
-def parse_reply(content: str, view: LibraryView, target_key: str | None) -> Propose | Done:
+def parse_reply(content: str, view: LibraryView, target_key: str | None) -> Propose | Revise | Done:
     """One model reply → a validated skill or Done; raises :class:`_Rejected` with the reason."""
     text = content.strip()
     if re.fullmatch(r"[`*\"' ]*DONE[.!`*\"' ]*", text, flags=re.IGNORECASE):
@@ -128,9 +154,21 @@ def parse_reply(content: str, view: LibraryView, target_key: str | None) -> Prop
         raw = raw["skills"][0]
     if not isinstance(raw, dict):
         raise _Rejected(f"the reply is a JSON {type(raw).__name__}, not one skill object", feedback=True)
+    revise = set(raw) == {"revise"}
+    if revise:
+        raw = raw["revise"]
+        if not isinstance(raw, dict):
+            raise _Rejected("'revise' must hold one skill object", feedback=True)
     for key, why in _FORBIDDEN_KEYS.items():
         if key in raw:
             raise _Rejected(why, feedback=True)
+    if revise:
+        try:
+            spec = parse_skill(raw, source="model reply (revise)")
+            validate_revision(spec, view)
+        except SkillFileError as exc:
+            raise _Rejected(f"invalid revision: {exc}", feedback=True) from None
+        return Revise(spec, "the model revised it")
     try:
         spec = parse_skill(raw, source="model reply")
         validate_against_library(spec, view)

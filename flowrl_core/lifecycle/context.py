@@ -89,6 +89,16 @@ class Library:
         with self._lock:
             return {n: self._priorities.get(n, 0.0) for n, ups in self._upstream.items() if skill in ups}
 
+    def replace(self, spec: SkillSpec, config: Mapping[str, Any]) -> None:
+        """A revised spec of a skill already in the library (grow-skills' Revise); later setups plan with it."""
+        with self._lock:
+            self._specs = tuple(spec if s.name == spec.name else s for s in self._specs)
+            self._configs[spec.name] = dict(config)
+
+    def set_config(self, skill: str, config: Mapping[str, Any]) -> None:
+        with self._lock:
+            self._configs[skill] = dict(config)
+
     def add(self, spec: SkillSpec, config: Mapping[str, Any], upstream: Sequence[str] = ()) -> None:
         """Grow the library (grow-skills); setups that start later plan with the new skill."""
         with self._lock:

@@ -36,6 +36,7 @@ class SkillOutcome:
     resumed: bool = False
     artifacts: Mapping[str, str] = field(default_factory=dict)  # learning_curve / rollout paths in the store
     error: str = ""
+    analysis: str = ""  # the run's analysis in one line (flowrl_core.analysis.AnalysisRecord.headline)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -79,6 +79,20 @@ def run_job(store: Store, run_id: str, *, send: Callable[[messages.Message], Non
     return result
 
 
+def analyse_after_training(store: Store, run_id: str) -> None:
+    """Analyse the trained run here, where JAX, the device and the compilation cache are warm
+    (about a second, against several for a fresh process); the ``analyse`` task reads the record
+    and runs the analysis itself only when it is missing.  Never fails the finished training."""
+    from flowrl_core.analysis.run import analyse_run, read_analysis, skip_reason
+
+    try:
+        if read_analysis(store, run_id) is None and skip_reason(load_job(store, run_id)) is None:
+            analyse_run(store, run_id)
+    except Exception as exc:  # noqa: BLE001 - the analyse task tries again and reports
+        print(f"analysis after training failed ({type(exc).__name__}: {exc}); the analyse step retries it",
+              file=sys.stderr, flush=True)
+
+
 def _record_memory(run: Any) -> None:
     """The peak device memory this training used (where the backend reports it) beside the
     estimate it was packed by, so estimates can be checked (``memory.json``)."""
@@ -120,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         configure_jax()
         store = Store(given.store, storage_options=given.storage_options, create=False)
         run_job(store, given.run_id, send=send)
+        analyse_after_training(store, given.run_id)
     except FlowRLError as exc:
         send(messages.Failed(run_id=args.run_id, error=str(exc)))
         print(f"error: {exc}", file=sys.stderr, flush=True)

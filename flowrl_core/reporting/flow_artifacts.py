@@ -24,6 +24,7 @@ from typing import Any
 
 import networkx as nx
 
+from flowrl_core.analysis.records import AnalysisRecord
 from flowrl_core.lifecycle.outcomes import SkillOutcome
 from flowrl_core.reporting.links import ObjectLink, object_url
 from flowrl_core.store.objects import Store
@@ -272,3 +273,30 @@ def write_dag_picture(store: Store, label: str, graph: nx.DiGraph, states: Mappi
     from flowrl_core.store.objects import now_iso
 
     return store.write_bytes(dag_picture_parts(label, now_iso()), dag_png(graph, dict(states), list(critical)))
+
+
+# --------------------------------------------------------------------------- a run's analysis
+
+
+def analysis_rows(record: AnalysisRecord) -> list[dict[str, str]]:
+    """One row per spec claim, then one per plan step when the skill is below its target."""
+    rows = []
+    for check in record.spec_checks:
+        for c in check.claims:
+            rows.append({
+                "skill": c.skill, "claim": f"{c.kind.value} {c.key}", "spec": str(c.spec_value) if c.spec_value else "—",
+                "observed": "—" if c.observed is None else f"{c.observed} ({c.agreement:.0%} of {c.completions})",
+                "verdict": c.verdict.value, "proposed": "—" if c.proposed is None else str(c.proposed),
+                "note": short(c.note)})
+    if record.failure is not None:
+        for s in record.failure.steps:
+            rows.append({"skill": s.skill, "claim": f"reach {s.label()}", "spec": "—",
+                         "observed": f"reached {s.reached:.0%}, completed {s.completed:.0%}", "verdict": "—",
+                         "proposed": "—", "note": f"{s.stalled:.0%} of episodes end here"})
+    return rows
+
+
+def analysis_table(record: AnalysisRecord) -> TableArtifact:
+    """The Prefect table artifact of a run's analysis (key ``analysis-<skill>``: one history per skill)."""
+    return TableArtifact(key=artifact_key(f"analysis-{record.skill}"), rows=analysis_rows(record),
+                         description=f"{record.skill} (run {record.run_id}): {record.headline()}")

@@ -203,6 +203,29 @@ def _run_media(store: Store, skill: str, run_id: str) -> str:
     return "".join(out)
 
 
+def _analysis_html(store: Store, run_id: str) -> str:
+    """The run's analysis: headline, every spec claim, and the failure analysis when there is one."""
+    from flowrl_core.analysis.run import read_analysis
+    from flowrl_core.reporting.flow_artifacts import analysis_rows
+
+    try:
+        record = read_analysis(store, run_id)
+    except (FlowRLError, OSError, ValueError, KeyError) as exc:
+        return f'<p class="error">analysis unavailable: {_e(exc)}</p>'
+    if record is None:
+        return '<p class="note">No analysis of this run.</p>'
+    parts = [f"<h4>Analysis</h4><p>{_e(record.headline())}</p>"]
+    rows = analysis_rows(record)
+    if rows:
+        headers = list(rows[0])
+        parts.append(_table(headers, [[(_e(r[h]), f"verdict-{r[h]}" if h == "verdict" else "") for h in headers]
+                                      for r in rows]))
+    for skill, spec in record.corrections().items():
+        parts.append(f"<p>Proposed spec for <code>{_e(skill)}</code> (<code>flowrl run FILE --apply-analysis</code>):"
+                     f" <code>{_e(spec)}</code></p>")
+    return "".join(parts)
+
+
 def _skill_section(store: Store, name: str, anchor: str, spec: SkillSpec | None,
                    runs: Mapping[str, RunRecord]) -> str:
     parts = [f'<h2 id="{anchor}">{_e(name)}</h2>', _spec_html(spec)]
@@ -215,6 +238,7 @@ def _skill_section(store: Store, name: str, anchor: str, spec: SkillSpec | None,
         run_id, _ = latest
         parts.append(f"<h3>Latest completed run <code>{_e(run_id)}</code></h3>")
         parts.append(_run_media(store, name, run_id))
+        parts.append(_analysis_html(store, run_id))
     return "\n".join(parts)
 
 

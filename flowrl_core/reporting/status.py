@@ -26,6 +26,8 @@ class SkillState:
     success_rate: float | None  # of the latest completed run's last update
     state: str  # trained | training or unfinished | failed | untrained
     last_error: str = ""
+    evaluated_success: float | None = None  # the latest recorded evaluation's (fresh episodes; None: never evaluated)
+    random_success: float | None = None  # a uniform random policy's, same episodes and budget
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -55,6 +57,15 @@ def _state(runs: dict[str, RunRecord], has_version: bool) -> tuple[str, str]:
     return ("trained", "") if trained else ("untrained", "")
 
 
+def latest_evaluation(store: Store, skill: str) -> Any:
+    from flowrl_core.evaluation.store import latest_evaluation as latest
+
+    try:
+        return latest(store, skill)
+    except (KeyError, TypeError, ValueError):  # an unreadable record shows as "never evaluated"
+        return None
+
+
 def summarize_store(store: Store) -> StoreStatus:
     """Every skill in the store with its expert's current version and its runs."""
     indices = store.expert_indices()
@@ -66,11 +77,14 @@ def summarize_store(store: Store) -> StoreStatus:
         completed = [r for r in runs.values() if r.state is RunState.COMPLETED]
         last = max(completed, key=lambda r: r.ended_at, default=None)
         state, error = _state(runs, version is not None)
+        evaluation = latest_evaluation(store, name)
         rows.append(SkillState(
             name=name, expert=index, frames=version.frames if version else 0,
             version=version.version_id if version else None, trained_frames=sum(r.frames for r in completed),
             runs=len(runs), completed_runs=len(completed),
             unfinished_runs=sum(1 for r in runs.values() if r.state is RunState.STARTED),
             failed_runs=sum(1 for r in runs.values() if r.state is RunState.FAILED),
-            success_rate=last.success_rate if last else None, state=state, last_error=error))
+            success_rate=last.success_rate if last else None, state=state, last_error=error,
+            evaluated_success=evaluation.success_rate if evaluation else None,
+            random_success=evaluation.baseline.success_rate if evaluation else None))
     return StoreStatus(store=store.url, skills=tuple(rows))

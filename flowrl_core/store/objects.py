@@ -7,6 +7,8 @@ writer (the process holding the run's lease, see :mod:`flowrl_core.store.leases`
     store.json                                   marker {"format": "flowrl-store", "version": 1}; create-once
     index/slots/000007.json                      {"skill": ..}: global expert index 7; create-once
     skills/<name>/spec.json                      the skill's declarative spec (rewritten when it changes)
+    skills/<name>/spec_history/<stamp>-<sha>.json  every spec it ever had, {"saved_at", "spec"}; create-once
+    skills/<name>/evaluations/<stamp>-<run>.json  an evaluation (trained vs random), no traces (evaluation/store.py)
     skills/<name>/runs/<run_id>.json             RunRecord: started → completed | failed | abandoned (rewritten)
     experts/000007/versions/<frames>-<run>-<sha>.json   one merged version of expert 7 (store/experts.py)
     blobs/<sha256>.msgpack                       expert parameters, content-addressed
@@ -21,6 +23,8 @@ writer (the process holding the run's lease, see :mod:`flowrl_core.store.leases`
     runs/<run_id>/artifacts/{learning_curve.png,rollout.gif}
     runs/<run_id>/result.json                    TrainingResult, written last by the trainer
     runs/<run_id>/merge.json                     the frame-count rule's decision per expert
+    runs/<run_id>/evaluation.json                the analyse step's evaluation with every episode's trace
+    runs/<run_id>/analysis.json                  AnalysisRecord (flowrl.analysis/1): spec checks, failure analysis
 
 Why this shape: object stores (S3, GCS) have no locks and no rename, and several machines write
 at once.  So nothing shared is ever read-modified-written: the expert index is a set of
@@ -396,7 +400,11 @@ class Store:
 
     # ----------------------------------------------------------------- skill specs
     def save_skill(self, spec: SkillSpec) -> None:
-        """Store the spec (the latest one wins); unchanged specs are not rewritten."""
+        """Store the spec (the latest one wins); unchanged specs are not rewritten.  Every version
+        is also kept in ``spec_history/`` (create-once), so a spec corrected by an analysis, a
+        proposer or a hand edit never loses what it was."""
+        import hashlib
+
         parts = ("skills", spec.name, "spec.json")
         body = spec.to_dict()
         try:
@@ -404,7 +412,16 @@ class Store:
                 return
         except StoreNotFoundError:
             pass
+        digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:12]
+        stamp = now_iso().replace(":", "").replace("-", "").replace("+00:00", "Z").replace("+0000", "Z")
+        self.create_exclusive(("skills", spec.name, "spec_history", f"{stamp}-{digest}.json"),
+                              json.dumps({"saved_at": now_iso(), "spec": body}, sort_keys=True).encode())
         self.write_json(parts, body)
+
+    def spec_history(self, name: str) -> list[dict[str, Any]]:
+        """The skill's spec versions, oldest first: ``{"saved_at", "spec"}`` each."""
+        names = sorted(n for n in self.list(("skills", name, "spec_history")) if n.endswith(".json"))
+        return [self.read_json(("skills", name, "spec_history", n)) for n in names]
 
     def load_skill(self, name: str) -> SkillSpec:
         data = self.read_json(("skills", name, "spec.json"))

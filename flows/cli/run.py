@@ -205,16 +205,55 @@ def run(
     set_: Optional[list[str]] = typer.Option(None, "--set", help="Training setting for every skill, KEY=VALUE; "
                                              "wins over the skill file's train: maps."),
     as_json: bool = typer.Option(False, "--json", help="Print the results as one JSON object (see README)."),
+    apply_analysis: bool = typer.Option(False, "--apply-analysis", help="Apply the consistent spec corrections the "
+                                        "store's analyses propose (diff printed first), then retrain the skills "
+                                        "they affect as new versions."),
 ) -> None:
     """Train every skill of SKILLS_FILE as a Prefect DAG (embedded Prefect unless PREFECT_API_URL is set)."""
     from flowrl_core.skills.parsing import read_skill_file
 
     doc = read_skill_file(skills_file)
+    continuation = False
+    if apply_analysis:
+        applied = _applied_analysis(doc, store, as_json=as_json)
+        if applied is None:
+            raise typer.Exit(ExitCode.OK)
+        doc, continuation = applied.doc, True
+        only = [s for s in applied.affected if not only or s in only]
+        if not only:
+            (err if as_json else out).print("none of the skills the corrections affect is in --only: nothing to retrain")
+            raise typer.Exit(ExitCode.OK)
     gpu_list = tuple(g.strip() for g in gpus.split(",")) if gpus else ()
     plan = _prepare(doc, store=store, env=env, env_options=_parse_settings(env_opt or [], "--env-opt"),
                     profile=profile, overrides=_parse_settings(set_ or []), only=tuple(only or ()), slots=slots,
-                    gpus=gpu_list, per_gpu=per_gpu, gpu_memory=gpu_memory, retries=retries)
+                    gpus=gpu_list, per_gpu=per_gpu, gpu_memory=gpu_memory, retries=retries,
+                    continuation=continuation)
     raise typer.Exit(_run_flow(_flow_kwargs(doc, plan), plan, as_json=as_json))
+
+
+def _applied_analysis(doc: Any, store_url: str, *, as_json: bool) -> Any:
+    """The skill file with the store's consistent analysis corrections applied (None: there are none)."""
+    from flowrl_core.analysis import latest_analyses
+    from flowrl_core.analysis.apply import apply_corrections, proposed_corrections
+    from flowrl_core.store.objects import Store
+
+    console = err if as_json else out
+    st = Store(store_url, create=False)
+    known = set(st.skill_names())
+    analyses = latest_analyses(st, [s.name for s in doc.specs if s.name in known])
+    if not analyses:
+        fail(f"store {st.url} holds no analysis of a skill in {doc.source}; train them first "
+             f"(`flowrl run {doc.source} --store {st.url}`): every training ends with one")
+    corrections = proposed_corrections(doc.specs, list(analyses.values()))
+    if not corrections:
+        console.print(f"the analyses of {len(analyses)} skill(s) propose no consistent correction to {doc.source}: "
+                      "nothing to apply")
+        return None
+    applied = apply_corrections(doc, corrections)
+    console.print(applied.diff(), markup=False, highlight=False, soft_wrap=True)
+    console.print(f"retraining {', '.join(applied.affected)} with the corrected spec(s) as new versions; "
+                  f"{doc.source} itself is unchanged (copy the + lines into it to keep them)", highlight=False)
+    return applied
 
 
 @app.command("continue")

@@ -24,13 +24,14 @@ def status(
         print_json(summary.to_dict())
         return
     table = Table(title=f"store {summary.store}")
-    for col in ("skill", "expert", "state", "frames", "version", "trained", "runs", "success"):
+    for col in ("skill", "expert", "state", "frames", "version", "trained", "runs", "success", "evaluated (random)"):
         table.add_column(col, overflow="fold")
     for s in summary.skills:
         runs = f"{s.completed_runs}/{s.runs}" + (f" ({s.unfinished_runs} unfinished)" if s.unfinished_runs else "") \
             + (f" ({s.failed_runs} failed)" if s.failed_runs else "")
         table.add_row(s.name, str(s.expert), s.state, f"{s.frames:,}", s.version or "—", f"{s.trained_frames:,}", runs,
-                      f"{s.success_rate:.0%}" if s.success_rate is not None else "—")
+                      f"{s.success_rate:.0%}" if s.success_rate is not None else "—",
+                      f"{s.evaluated_success:.0%} ({s.random_success:.0%})" if s.evaluated_success is not None else "—")
     out.print(table)
 
 
