@@ -56,6 +56,13 @@ def test_same_job_resumes_and_a_changed_job_abandons_the_old_run():
     assert other_env.job.run_id != changed.job.run_id and other_env.abandoned == (changed.job.run_id,)
 
 
+def test_a_setting_read_only_after_training_does_not_change_the_job():
+    store = fresh("after-training")
+    first = setup(store, SPECS, "Collect_Wood", env="gridworld", config=CFG)
+    again = setup(store, SPECS, "Collect_Wood", env="gridworld", config=dict(CFG, analysis_episodes=0))
+    assert again.resumed and again.job.run_id == first.job.run_id and again.abandoned == ()
+
+
 def test_a_failed_run_of_the_same_job_is_resumed():
     store = fresh("failed")
     first = setup(store, SPECS, "Collect_Wood", env="gridworld", config=CFG)

@@ -71,9 +71,15 @@ class SkillJob:
         )
 
 
+# Settings read only once training is over: changing one (or a release adding one) must not
+# turn an unfinished run into a different job and abandon its checkpoints.
+AFTER_TRAINING = ("analysis_episodes",)
+
+
 def job_identity(*, skill: str, env: str, env_options: Mapping[str, Any], config: Mapping[str, Any],
                  continuation: bool, plan: list[PlanStep], specs: Mapping[str, Any], trainer: str) -> str:
-    doc = {"skill": skill, "env": env, "env_options": dict(env_options), "config": dict(config),
+    trained = {k: v for k, v in config.items() if k not in AFTER_TRAINING}
+    doc = {"skill": skill, "env": env, "env_options": dict(env_options), "config": trained,
            "continuation": bool(continuation), "plan": [s.to_dict() for s in plan],
            "specs": {k: specs[k] for k in sorted(specs)}, "trainer": trainer}
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:16]
