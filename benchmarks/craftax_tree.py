@@ -42,7 +42,8 @@ TWO_HOURS = 2 * 3600.0
 
 
 def flowrl(*args: str, timeout: float | None = None) -> subprocess.CompletedProcess:
-    env = dict(os.environ, COLUMNS="200", NO_COLOR="1", PYTHONPATH=str(ROOT))
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)  # keep carried wheels
+    env = dict(os.environ, COLUMNS="200", NO_COLOR="1", PYTHONPATH=path)
     return subprocess.run([sys.executable, "-m", "flows.cli", *args], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=timeout)
 
@@ -78,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", action="append", default=[], help="train/evaluate only these skills")
     ap.add_argument("--set", dest="set_", action="append", default=[], help="training setting KEY=VALUE (flowrl run --set)")
     ap.add_argument("--slots", type=int, default=1)
+    ap.add_argument("--gpus", default=None, help="flowrl run --gpus (e.g. 0 or 0,1)")
+    ap.add_argument("--per-gpu", default=None, help="flowrl run --per-gpu (auto: packing by memory estimate)")
     ap.add_argument("--skip-train", action="store_true", help="evaluate what the store holds")
     ap.add_argument("--episodes", type=int, default=256)
     ap.add_argument("--seed", type=int, default=0)
@@ -96,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_train:
         cmd = ["run", str(FILE), "--store", args.store, "--env", ENV, "--profile", args.profile,
                "--slots", str(args.slots)]
+        if args.gpus:
+            cmd += ["--gpus", args.gpus] + (["--per-gpu", args.per_gpu] if args.per_gpu else [])
         for name in args.only:
             cmd += ["--only", name]
         for item in args.set_:
