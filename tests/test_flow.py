@@ -101,6 +101,35 @@ def test_every_skill_trains_and_every_expert_lands_with_the_right_frames(trained
     assert [n for n in store.list("graphs") if n.endswith("-dag.png")]
 
 
+def test_every_chain_is_setup_train_analyse_merge_and_leaves_an_analysis(trained):
+    """The analyse step runs in each skill's chain, between train and merge, as its own task run;
+    its record (the run's policy against random on fresh episodes) lands beside the run and is
+    recorded as the skill's latest evaluation."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    from flowrl_core.analysis import AnalysisStatus, read_analysis
+    from flowrl_core.evaluation.store import latest_evaluation
+
+    state, summary, store_url, _ = trained
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[
+            state.state_details.flow_run_id])))
+    store = Store(store_url, create=False)
+    for outcome in summary.outcomes:
+        chain = sorted((r for r in runs if r.name.endswith(f" {outcome.skill}") and r.name.split(" ")[0] in
+                        ("setup", "train", "analyse", "merge")), key=lambda r: r.start_time)
+        assert [r.name.split(" ")[0] for r in chain] == ["setup", "train", "analyse", "merge"], outcome.skill
+        assert all(r.state.is_completed() for r in chain)
+        record = read_analysis(store, outcome.run_id)
+        assert record is not None and record.status is AnalysisStatus.ANALYSED, (outcome.skill, record)
+        assert record.episodes > 0 and record.success_rate is not None and record.random_success_rate is not None
+        assert {c.skill for c in record.spec_checks} >= {outcome.skill}
+        assert outcome.analysis == record.headline()
+        evaluation = latest_evaluation(store, outcome.skill)
+        assert evaluation is not None and evaluation.success_rate == pytest.approx(record.success_rate)
+
+
 def test_dependencies_merge_before_dependants_start_and_slots_cap_concurrency(trained):
     _, summary, _, _ = trained
     timeline = {t["skill"]: t for t in summary.timeline}
