@@ -40,6 +40,22 @@ class OutOfMemory(TrainingFailed):
     """The trainer ran out of device memory: retried alone on a device, not beside others."""
 
 
+# Set once this process is interrupted (Ctrl-C, or SIGTERM from a CI runner): no new child process
+# (trainer, estimate, analysis) starts and no failed training is retried.  Without it an interrupted
+# command waits for Prefect's task threads, which retry the trainers it just stopped and keep
+# training to the end.  One per process, like the signal that sets it.
+STOPPING = threading.Event()
+
+
+class Interrupted(TrainingFailed):
+    """This process was interrupted: the training is not started (or retried)."""
+
+
+def _refuse_if_stopping(skill: str, what: str) -> None:
+    if STOPPING.is_set():
+        raise Interrupted(f"skill {skill!r}: not starting its {what}: this flowrl process was interrupted")
+
+
 def trainer_command(run_id: str, messages_fd: int) -> list[str]:
     """The trainer's command line: nothing secret on it (inputs go to its stdin)."""
     return [sys.executable, "-u", "-m", "flowrl_core.lifecycle.train", "--run-id", run_id,
@@ -63,6 +79,7 @@ def run_trainer_process(store: StoreRef, run_id: str, *, skill: str, device: str
     the child fails.  While it runs, a heartbeat is written into the run folder so a watcher on
     another machine (the pool launcher) can tell a live trainer from a lost worker.
     """
+    _refuse_if_stopping(skill, "trainer")
     env = jax_memory_env(share).apply(dict(os.environ, PYTHONUNBUFFERED="1"))  # its share of a packed GPU
     if device:
         env["CUDA_VISIBLE_DEVICES"] = device
@@ -108,6 +125,7 @@ def run_memory_estimate(store: StoreRef, run_id: str, *, skill: str, device: str
 
     run = store.open().run(run_id)
     if not run.has_doc("memory.json"):
+        _refuse_if_stopping(skill, "memory estimate")
         env = jax_memory_env(None).apply(dict(os.environ, PYTHONUNBUFFERED="1"))
         if device:
             env["CUDA_VISIBLE_DEVICES"] = device
@@ -148,6 +166,7 @@ def run_analysis_process(store: StoreRef, run_id: str, *, skill: str, device: st
     existing = read_analysis(opened, run_id)
     if existing is not None and existing.status is AnalysisStatus.ANALYSED:
         return existing
+    _refuse_if_stopping(skill, "analysis")
     env = jax_memory_env(None).apply(dict(os.environ, PYTHONUNBUFFERED="1"))
     if device:
         env["CUDA_VISIBLE_DEVICES"] = device

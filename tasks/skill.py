@@ -33,6 +33,7 @@ from flowrl_core.scheduling.slots import Grant, MemoryShare
 from flowrl_core.store import leases
 from flowrl_core.store.experts import Decision
 from tasks.launch import (
+    STOPPING,
     OutOfMemory,
     TrainingFailed,
     run_analysis_process,
@@ -89,8 +90,9 @@ def train_task(skill: str, run_id: str, ctx: RunContext, slot: int = 0, device: 
 
 
 def _not_out_of_memory(task: object, task_run: object, state: State) -> bool:
-    """Prefect retries any failure but an out-of-memory beside others: that one is retried alone."""
-    return not isinstance(state.data, OutOfMemory)
+    """Prefect retries any failure but an out-of-memory beside others (that one is retried alone)
+    and any failure once this process is interrupted (its trainers were stopped on purpose)."""
+    return not isinstance(state.data, OutOfMemory) and not STOPPING.is_set()
 
 
 @task(name="estimate memory", cache_policy=NO_CACHE, task_run_name="estimate memory {skill}")

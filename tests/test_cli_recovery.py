@@ -110,7 +110,8 @@ def _checkpointed(store: str) -> bool:
 def test_an_interrupted_run_exits_130_and_the_rerun_resumes_it(tmp_path):
     skills = write(tmp_path / "s.yaml", {"skills": GRAPH["skills"][:1]})
     store = str(tmp_path / "store")
-    args = ["run", skills, "--store", store, *SMALL, "--set", "total_timesteps=40960", "--set", "checkpoint_every=2"]
+    # long enough (3,200 updates) that the interrupt lands mid-training, with the compile cache warm
+    args = ["run", skills, "--store", store, *SMALL, "--set", "total_timesteps=409600", "--set", "checkpoint_every=2"]
     proc = _start(args, tmp_path)
     assert _wait_for(lambda: _checkpointed(store)), proc.stderr.read() if proc.poll() is not None else "no checkpoint"
     proc.send_signal(signal.SIGINT)
@@ -121,14 +122,15 @@ def test_an_interrupted_run_exits_130_and_the_rerun_resumes_it(tmp_path):
     res, doc = run_json(*args, cwd=tmp_path, tmp_path=tmp_path, timeout=900)
     assert res.returncode == 0, res.stderr[-3000:]
     [outcome] = doc["skills"]
-    assert outcome["run_id"] == run_id and outcome["resumed"] and outcome["frames"] == 40960
+    assert outcome["run_id"] == run_id and outcome["resumed"] and outcome["frames"] == 409600
 
 
 @pytest.mark.slow
 def test_a_second_process_cannot_resume_a_run_a_live_process_holds(tmp_path):
     skills = write(tmp_path / "s.yaml", {"skills": GRAPH["skills"][:1]})
     store = str(tmp_path / "store")
-    args = ["run", skills, "--store", store, *SMALL, "--set", "total_timesteps=81920", "--set", "checkpoint_every=2"]
+    # a budget the first process cannot finish while the second starts (it is interrupted below)
+    args = ["run", skills, "--store", store, *SMALL, "--set", "total_timesteps=4096000", "--set", "checkpoint_every=2"]
     first = _start(args, tmp_path)
     try:
         assert _wait_for(lambda: _checkpointed(store))
@@ -144,7 +146,8 @@ def test_a_second_process_cannot_resume_a_run_a_live_process_holds(tmp_path):
 def test_a_truncated_latest_checkpoint_is_reported_and_the_previous_one_resumes(tmp_path):
     skills = write(tmp_path / "s.yaml", {"skills": GRAPH["skills"][:1]})
     store = str(tmp_path / "store")
-    args = ["run", skills, "--store", store, *SMALL, "--set", "total_timesteps=40960", "--set", "checkpoint_every=2"]
+    # long enough (3,200 updates) that the interrupt lands mid-training, with the compile cache warm
+    args = ["run", skills, "--store", store, *SMALL, "--set", "total_timesteps=409600", "--set", "checkpoint_every=2"]
     proc = _start(args, tmp_path)
     st_path = Path(store)
     assert _wait_for(lambda: len(list(st_path.glob("runs/*/checkpoints/*.msgpack"))) >= 2)
@@ -157,5 +160,5 @@ def test_a_truncated_latest_checkpoint_is_reported_and_the_previous_one_resumes(
     assert res.returncode == 0, res.stderr[-3000:]
     assert "corrupt checkpoint" in res.stdout + res.stderr and latest.name in res.stdout + res.stderr
     result = json.loads((latest.parent.parent / "result.json").read_text())
-    assert result["resumed_from_update"] == previous and result["frames"] == 40960
+    assert result["resumed_from_update"] == previous and result["frames"] == 409600
 

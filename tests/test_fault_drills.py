@@ -15,7 +15,7 @@ import pytest
 from flowrl_core.lifecycle.job import read_result
 from flowrl_core.store.experts import current_version, store_snapshot
 from flowrl_core.store.objects import Store
-from flowrl_core.store.runs import skill_runs
+from flowrl_core.store.runs import RunState, skill_runs
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,14 +50,20 @@ def test_failing_store_write_fails_the_task_clearly_and_the_retry_succeeds(tmp_p
         load_params(store, current_version(store, index))
 
 
+PLACE_TABLE_FRAMES = 8 * 16 * 300
+
+
 def test_killed_flow_process_then_rerun_retrains_nothing_finished(tmp_path):
     data = json.loads(json.dumps({"skills": GRAPH["skills"][:3]}))
-    data["skills"][1]["train"] = {"total_timesteps": 8 * 16 * 60}  # Place_Table runs long enough to be killed
+    # budgets in the file (a --set would win over every skill's train:); Place_Table runs long
+    # enough to be killed mid-training
+    for skill in data["skills"]:
+        skill["train"] = {"total_timesteps": TINY["total_timesteps"]}
+    data["skills"][1]["train"] = {"total_timesteps": PLACE_TABLE_FRAMES}
     skills_file = write_graph(tmp_path, data)
     store_url = str(tmp_path / "store")
     sets = [f"--set={k}={json.dumps(v)}" for k, v in TINY.items() if k != "total_timesteps"]
-    cmd = [sys.executable, "-m", "flows.cli", "run", skills_file, "--store", store_url, "--profile", "tiny",
-           f"--set=total_timesteps={TINY['total_timesteps']}", *sets]
+    cmd = [sys.executable, "-m", "flows.cli", "run", skills_file, "--store", store_url, "--profile", "tiny", *sets]
     env = dict(os.environ, PREFECT_HOME=str(tmp_path / "prefect"), PREFECT_SERVER_ANALYTICS_ENABLED="false",
                PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="120")
     first = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -71,7 +77,7 @@ def test_killed_flow_process_then_rerun_retrains_nothing_finished(tmp_path):
         except Exception:
             continue
         for run_id, rec in runs.items():
-            if rec.get("status") == "started" and store.run(run_id).checkpoints():
+            if rec.state is RunState.STARTED and store.run(run_id).checkpoints():
                 os.killpg(first.pid, signal.SIGKILL)  # the orchestrator and its trainer die at once
                 killed_run = run_id
     first.wait(60)
@@ -85,7 +91,7 @@ def test_killed_flow_process_then_rerun_retrains_nothing_finished(tmp_path):
     assert list(runs["Collect_Wood"]) == wood_run  # finished skill not retrained
     assert list(runs["Place_Table"]) == [killed_run]  # unfinished one resumed, same run
     result = read_result(store, killed_run)
-    assert result.resumed_from_update >= 1 and result.frames == 8 * 16 * 60
+    assert result.resumed_from_update >= 1 and result.frames == PLACE_TABLE_FRAMES
     assert all(rec.state.value == "completed" for r in runs.values() for rec in r.values())
 
 

@@ -108,11 +108,30 @@ def main() -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     import signal
 
-    def _terminate(signum: int, frame: object) -> None:
+    def _interrupt(signum: int, frame: object) -> None:
+        # Stop the trainers now, and keep new ones from starting, rather than after Prefect's task
+        # threads finish: they would wait for (and retry) trainers that then train to the end.
+        launch = sys.modules.get("tasks.launch")
+        if launch is not None and not launch.STOPPING.is_set():
+            launch.STOPPING.set()
+            _stop_children()
         raise KeyboardInterrupt  # SIGTERM (a CI runner cancelling the job) stops like Ctrl-C
 
-    signal.signal(signal.SIGTERM, _terminate)
-    sys.exit(run_app())
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
+    code = run_app()
+    if code == ExitCode.INTERRUPTED:
+        # Exit hooks drain Prefect's log and event queues to its API; when the interrupt took the
+        # API down too (a terminal's Ctrl-C reaches the ephemeral server), they wait on retries for
+        # minutes.  The trainers are stopped and the leases released by now: bound that wait.
+        import threading
+
+        sys.stdout.flush()
+        sys.stderr.flush()
+        timer = threading.Timer(15.0, os._exit, args=(int(code),))
+        timer.daemon = True  # never what keeps the process alive
+        timer.start()
+    sys.exit(code)
 
 
 def _stop_children() -> None:
@@ -123,8 +142,14 @@ def _stop_children() -> None:
 
     from flowrl_core.store import leases
 
+    def ours(proc: psutil.Process) -> bool:  # trainers, estimates, analyses; not Prefect's own server
+        try:
+            return any(arg.startswith("flowrl_core.") for arg in proc.cmdline())
+        except psutil.Error:
+            return False
+
     try:
-        children = psutil.Process().children(recursive=True)
+        children = [p for p in psutil.Process().children(recursive=True) if ours(p)]
     except psutil.Error:
         children = []
     for child in children:
@@ -163,6 +188,14 @@ def run_app(args: list[str] | None = None) -> int:
     except (typer.Abort, KeyboardInterrupt):
         _stop_children()
         err.print("interrupted: trainings stopped; rerun the same command to resume them")
+        # What is left of the flow (a daemon thread) fails to report to an API that is going away:
+        # keep that out of the terminal, it is not what went wrong.
+        import logging
+        import threading
+
+        logging.raiseExceptions = False
+        logging.disable(logging.CRITICAL)
+        threading.excepthook = lambda args: None
         return ExitCode.INTERRUPTED
     except Exception as exc:  # usage errors carry show()/exit_code (click or typer's fork of it)
         if hasattr(exc, "show") and hasattr(exc, "exit_code"):

@@ -48,9 +48,9 @@ def main() -> None:
     config = PPOConfig.tiny_profile(**{"total_timesteps": 10**7, **overrides})
     estimate = estimate_training(env, params, plan, specs, experts, config, cache_dir=None)
 
-    k_, compiled_plan, net, tx, refresh = build_training(env, plan, specs, experts, config)
+    k_, compiled_plan, net, tx, refresh, max_steps = build_training(env, plan, specs, experts, config)
     state = init_state(env, params, compiled_plan, net, tx, config, k_)
-    update = make_update_fn(env, params, compiled_plan, net, tx, config, k_, refresh)
+    update = make_update_fn(env, params, compiled_plan, net, tx, config, k_, refresh, max_steps)
     t0 = time.perf_counter()
     step = make_chunk_fn(update, chunk_size(config, 0)).lower(state).compile()
     load_s = time.perf_counter() - t0
