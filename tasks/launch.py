@@ -117,6 +117,20 @@ def run_trainer_process(store: StoreRef, run_id: str, *, skill: str, device: str
     return {"exit": code, "start": started, "end": ended}
 
 
+def _run_child(module: str, store: StoreRef, run_id: str, *, skill: str, device: str,
+               what: str) -> subprocess.CompletedProcess:
+    """``python -m module --run-id run_id`` pinned like the trainer (never in the orchestrator,
+    whose JAX would grab the GPU), its inputs on stdin like the trainer's; waits for it."""
+    _refuse_if_stopping(skill, what)
+    env = jax_memory_env(None).apply(dict(os.environ, PYTHONUNBUFFERED="1"))
+    if device:
+        env["CUDA_VISIBLE_DEVICES"] = device
+    return subprocess.run([sys.executable, "-m", module, "--run-id", run_id], env=env,
+                          input=messages.TrainerInput(store=store.url, run_id=run_id,
+                                                      storage_options=dict(store.storage_options)).to_json(),
+                          capture_output=True, text=True)
+
+
 def run_memory_estimate(store: StoreRef, run_id: str, *, skill: str, device: str, log: Any) -> int | None:
     """Bytes the run's training needs (``memory.json``, estimated once per run in a child process
     pinned like the trainer — never in the orchestrator, whose JAX would grab the GPU); None when
@@ -125,14 +139,8 @@ def run_memory_estimate(store: StoreRef, run_id: str, *, skill: str, device: str
 
     run = store.open().run(run_id)
     if not run.has_doc("memory.json"):
-        _refuse_if_stopping(skill, "memory estimate")
-        env = jax_memory_env(None).apply(dict(os.environ, PYTHONUNBUFFERED="1"))
-        if device:
-            env["CUDA_VISIBLE_DEVICES"] = device
-        done = subprocess.run([sys.executable, "-m", "flowrl_core.training.memory", "--run-id", run_id], env=env,
-                              input=messages.TrainerInput(store=store.url, run_id=run_id,
-                                                          storage_options=dict(store.storage_options)).to_json(),
-                              capture_output=True, text=True)
+        done = _run_child("flowrl_core.training.memory", store, run_id, skill=skill, device=device,
+                          what="memory estimate")
         if done.returncode != 0:
             log.warning("%s: no memory estimate (%s); it trains alone on its device", skill,
                         (done.stderr.strip().splitlines() or ["?"])[-1][:300])
@@ -166,14 +174,7 @@ def run_analysis_process(store: StoreRef, run_id: str, *, skill: str, device: st
     existing = read_analysis(opened, run_id)
     if existing is not None and existing.status is AnalysisStatus.ANALYSED:
         return existing
-    _refuse_if_stopping(skill, "analysis")
-    env = jax_memory_env(None).apply(dict(os.environ, PYTHONUNBUFFERED="1"))
-    if device:
-        env["CUDA_VISIBLE_DEVICES"] = device
-    done = subprocess.run([sys.executable, "-m", "flowrl_core.analysis", "--run-id", run_id], env=env,
-                          input=messages.TrainerInput(store=store.url, run_id=run_id,
-                                                      storage_options=dict(store.storage_options)).to_json(),
-                          capture_output=True, text=True)
+    done = _run_child("flowrl_core.analysis", store, run_id, skill=skill, device=device, what="analysis")
     record = read_analysis(opened, run_id) if done.returncode == 0 else None
     if record is None:
         why = (done.stderr.strip().splitlines() or [describe_exit(done.returncode)])[-1][:500]
