@@ -203,3 +203,13 @@ def test_unreachable_prefect_api_exits_3(tmp_path):
                  str(tmp_path / "st"), cwd=tmp_path, env={"PREFECT_API_URL": "http://127.0.0.1:9/api"})
     assert res.returncode == 3, res.stderr[-3000:]
     assert "Prefect API" in res.stderr and "Traceback" not in res.stderr[-1500:]
+
+
+def test_a_blank_prefect_api_url_runs_embedded_without_tracebacks(tmp_path):
+    # ``PREFECT_API_URL=`` (a CI file clearing it) means the embedded API; Prefect itself would
+    # treat the blank value as a server and print a traceback for every event it fails to send
+    res = flowrl("run", write(tmp_path / "s.yaml", {"skills": GRAPH["skills"][:1]}), *TINY, "--set",
+                 "total_timesteps=128", "--store", str(tmp_path / "st"), cwd=tmp_path,
+                 env={"PREFECT_API_URL": "", "PREFECT_HOME": str(tmp_path / "ph")}, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "Traceback" not in res.stderr and "EventsWorker" not in res.stderr, res.stderr[-3000:]

@@ -117,7 +117,8 @@ def test_an_interrupted_run_exits_130_and_the_rerun_resumes_it(tmp_path):
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr[-3000:]
-    assert "interrupted" in stderr
+    # one line says what happened; the flow's threads failing to report afterwards is not shown
+    assert "interrupted: trainings stopped" in stderr and "Traceback" not in stderr, stderr[-3000:]
     [run_id] = Store(store, create=False).list("runs")
     res, doc = run_json(*args, cwd=tmp_path, tmp_path=tmp_path, timeout=900)
     assert res.returncode == 0, res.stderr[-3000:]

@@ -106,32 +106,80 @@ def main() -> None:
     # loaded laptop or CI box can miss; telemetry only adds "database is locked" noise locally.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # A blank PREFECT_API_URL (``PREFECT_API_URL=`` in a CI file) means "no server" to flowrl, but
+    # Prefect's events client then fails on every event and prints a traceback for each.
+    if "PREFECT_API_URL" in os.environ and not os.environ["PREFECT_API_URL"].strip():
+        del os.environ["PREFECT_API_URL"]
     import signal
-
-    def _interrupt(signum: int, frame: object) -> None:
-        # Stop the trainers now, and keep new ones from starting, rather than after Prefect's task
-        # threads finish: they would wait for (and retry) trainers that then train to the end.
-        launch = sys.modules.get("tasks.launch")
-        if launch is not None and not launch.STOPPING.is_set():
-            launch.STOPPING.set()
-            _stop_children()
-        raise KeyboardInterrupt  # SIGTERM (a CI runner cancelling the job) stops like Ctrl-C
 
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
     code = run_app()
-    if code == ExitCode.INTERRUPTED:
-        # Exit hooks drain Prefect's log and event queues to its API; when the interrupt took the
-        # API down too (a terminal's Ctrl-C reaches the ephemeral server), they wait on retries for
-        # minutes.  The trainers are stopped and the leases released by now: bound that wait.
-        import threading
-
+    if code == ExitCode.INTERRUPTED or _INTERRUPT.seen:
+        code = ExitCode.INTERRUPTED
+        stop_after_interrupt()
+        trained = "tasks.launch" in sys.modules
+        err.print("interrupted: trainings stopped; rerun the same command to resume them" if trained else "interrupted")
         sys.stdout.flush()
         sys.stderr.flush()
-        timer = threading.Timer(15.0, os._exit, args=(int(code),))
-        timer.daemon = True  # never what keeps the process alive
-        timer.start()
-    sys.exit(code)
+    sys.exit(code)  # Prefect's exit hooks stop its ephemeral server (bounded by _out_of_time)
+
+
+class _InterruptState:
+    """What the signal handler may touch: a flag, nothing that takes a lock."""
+
+    seen = False
+
+
+_INTERRUPT = _InterruptState()
+# From the first Ctrl-C/SIGTERM to the exit: stopping the trainers (up to 10 s) and Prefect's exit
+# hooks, which drain logs and events to an API that may be going away (a terminal's Ctrl-C reaches
+# the ephemeral server too) and otherwise retry for minutes.
+INTERRUPT_GRACE_S = 30
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """Only flag and unwind here: the interrupted frame may hold a lock (a store write, a log
+    handler) that cleanup would wait on forever, so the trainers are stopped after it unwinds."""
+    import signal
+
+    launch = sys.modules.get("tasks.launch")
+    if launch is not None:
+        launch.STOPPING.set()  # no new trainer starts and none is retried from now on
+    if _INTERRUPT.seen:  # a second Ctrl-C: stop waiting
+        _out_of_time(signum, frame)
+    _INTERRUPT.seen = True
+    signal.signal(signal.SIGALRM, _out_of_time)
+    signal.alarm(INTERRUPT_GRACE_S)
+    raise KeyboardInterrupt  # SIGTERM (a CI runner cancelling the job) stops like Ctrl-C
+
+
+def _out_of_time(signum: int, frame: object) -> None:
+    """The interrupt's grace is over (or the user pressed Ctrl-C twice): kill what this process
+    started, Prefect's server included, and leave with 130 without waiting on anything."""
+    try:
+        import psutil
+
+        for child in psutil.Process().children(recursive=True):
+            try:
+                child.kill()
+            except psutil.Error:
+                pass
+    finally:
+        os._exit(ExitCode.INTERRUPTED)
+
+
+def stop_after_interrupt() -> None:
+    """Silence what is left of the flow (its threads fail to report to an API that is going away:
+    not what went wrong), stop the trainers and let their runs' leases go, so the next command
+    resumes them at once.  Idempotent: ``flowrl run`` calls it before it waits for its flow."""
+    import logging
+    import threading
+
+    logging.raiseExceptions = False
+    logging.disable(logging.CRITICAL)
+    threading.excepthook = lambda args: None
+    _stop_children()
 
 
 def _stop_children() -> None:
@@ -185,17 +233,7 @@ def run_app(args: list[str] | None = None) -> int:
         return ExitCode.BAD_INPUT
     except typer.Exit as exc:
         return int(exc.exit_code)
-    except (typer.Abort, KeyboardInterrupt):
-        _stop_children()
-        err.print("interrupted: trainings stopped; rerun the same command to resume them")
-        # What is left of the flow (a daemon thread) fails to report to an API that is going away:
-        # keep that out of the terminal, it is not what went wrong.
-        import logging
-        import threading
-
-        logging.raiseExceptions = False
-        logging.disable(logging.CRITICAL)
-        threading.excepthook = lambda args: None
+    except (typer.Abort, KeyboardInterrupt):  # typer turns most into Exit(130) already; main() cleans up
         return ExitCode.INTERRUPTED
     except Exception as exc:  # usage errors carry show()/exit_code (click or typer's fork of it)
         if hasattr(exc, "show") and hasattr(exc, "exit_code"):

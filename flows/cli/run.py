@@ -18,7 +18,7 @@ import typer
 from rich.table import Table
 
 from flowrl_core.defaults import DEFAULT_ENV, DEFAULT_PROFILE, DEFAULT_STORE
-from flows.cli.app import ExitCode, _parse_settings, app, err, fail, out
+from flows.cli.app import ExitCode, _parse_settings, app, err, fail, out, stop_after_interrupt
 
 
 def _progress_notes(store: Any, targets: list[str], budgets: dict[str, int]) -> dict[str, tuple[int, str]]:
@@ -77,15 +77,22 @@ def _run_flow(kwargs: dict[str, Any], plan: Any, *, as_json: bool) -> int:
             _prefect_logs_through(err):
         bars = {n: progress.add_task(n, total=budgets[n], note="waiting") for n in targets}
         store = None
-        while thread.is_alive():
-            thread.join(1.0)
-            try:
-                store = store or Store(plan.settings.store, storage_options=dict(plan.settings.storage_options),
-                                       create=False)
-                for name, (frames, note) in _progress_notes(store, targets, budgets).items():
-                    progress.update(bars[name], completed=frames, note=note)
-            except Exception:  # noqa: BLE001 - the store may not exist yet; progress is best effort
-                continue
+        try:
+            while thread.is_alive():
+                thread.join(1.0)
+                try:
+                    store = store or Store(plan.settings.store, storage_options=dict(plan.settings.storage_options),
+                                           create=False)
+                    for name, (frames, note) in _progress_notes(store, targets, budgets).items():
+                        progress.update(bars[name], completed=frames, note=note)
+                except Exception:  # noqa: BLE001 - the store may not exist yet; progress is best effort
+                    continue
+        except KeyboardInterrupt:
+            # Stop the trainers now and give the flow a moment to record how it ended (its tasks
+            # fail at once and retry nothing), so a Prefect server does not show it running.
+            stop_after_interrupt()
+            thread.join(10.0)
+            raise
     if "error" in box:
         raise _infrastructure(box["error"])
     state = box["state"]
