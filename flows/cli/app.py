@@ -115,7 +115,7 @@ def main() -> None:
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
     code = run_app()
-    if code == ExitCode.INTERRUPTED or _INTERRUPT.seen:
+    if code == ExitCode.INTERRUPTED or _interrupted:
         code = ExitCode.INTERRUPTED
         stop_after_interrupt()
         trained = "tasks.launch" in sys.modules
@@ -125,13 +125,7 @@ def main() -> None:
     sys.exit(code)  # Prefect's exit hooks stop its ephemeral server (bounded by _out_of_time)
 
 
-class _InterruptState:
-    """What the signal handler may touch: a flag, nothing that takes a lock."""
-
-    seen = False
-
-
-_INTERRUPT = _InterruptState()
+_interrupted = False  # set by the signal handler: a flag, nothing that takes a lock
 # From the first Ctrl-C/SIGTERM to the exit: stopping the trainers (up to 10 s) and Prefect's exit
 # hooks, which drain logs and events to an API that may be going away (a terminal's Ctrl-C reaches
 # the ephemeral server too) and otherwise retry for minutes.
@@ -143,12 +137,13 @@ def _interrupt(signum: int, frame: object) -> None:
     handler) that cleanup would wait on forever, so the trainers are stopped after it unwinds."""
     import signal
 
+    global _interrupted
     launch = sys.modules.get("tasks.launch")
     if launch is not None:
         launch.STOPPING.set()  # no new trainer starts and none is retried from now on
-    if _INTERRUPT.seen:  # a second Ctrl-C: stop waiting
+    if _interrupted:  # a second Ctrl-C: stop waiting
         _out_of_time(signum, frame)
-    _INTERRUPT.seen = True
+    _interrupted = True
     signal.signal(signal.SIGALRM, _out_of_time)
     signal.alarm(INTERRUPT_GRACE_S)
     raise KeyboardInterrupt  # SIGTERM (a CI runner cancelling the job) stops like Ctrl-C
