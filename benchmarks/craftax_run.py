@@ -38,7 +38,7 @@ from flowrl_core.skills.spec import PlanStep, SkillSpec
 from flowrl_core.training.config import PPOConfig
 from flowrl_core.training.moe import MoEActorCritic
 from flowrl_core.training.ppo import train
-from flowrl_core.training.predicates import compile_plan
+from flowrl_core.training.predicates import compile_for_env, nearby
 
 PyTree = Any
 SKILL_FILE = ROOT / "examples" / "craftax_classic.yaml"
@@ -53,8 +53,8 @@ def evaluate(env: Env, env_params: PyTree, plan: Sequence[PlanStep], specs: Mapp
     Each env's record (achievements, success, length) freezes when its episode ends; the env
     keeps stepping afterwards (cheaper than masking the step), but nothing it does counts.
     """
-    compiled = compile_plan(env.item_names, env.achievement_names, plan, specs, expert_of_skill, env_name=env.name,
-                            shaping=config.shaping, completion_reward=config.completion_reward)
+    compiled = compile_for_env(env, plan, specs, expert_of_skill, shaping=config.shaping,
+                               completion_reward=config.completion_reward)
     k = len(set(expert_of_skill.values()))
     net = MoEActorCritic(num_experts=k, num_actions=env.num_actions, width=config.width, depth=config.depth)
     n_plan = compiled.num_steps
@@ -69,7 +69,7 @@ def evaluate(env: Env, env_params: PyTree, plan: Sequence[PlanStep], specs: Mapp
         prev_inv = v_inv(state)
         out = v_step(jax.random.split(k_env, episodes), state, action, env_params)
         inv = v_inv(out.state)
-        done, _ = v_eval(step, prev_inv, inv, start_inv, v_ach(out.state))
+        done, _ = v_eval(step, prev_inv, inv, start_inv, v_ach(out.state), jax.vmap(lambda s: nearby(env, s))(out.state))
         live = ~over
         succ = done & (step == n_plan - 1)
         ach = jnp.where(live[:, None], v_ach(out.state), ach)

@@ -40,7 +40,7 @@ from flowrl_core.training.ppo import (
     make_optimizer,
     make_update_fn,
 )
-from flowrl_core.training.predicates import compile_plan
+from flowrl_core.training.predicates import compile_for_env
 
 
 def interleaved_best(fns: dict[str, Callable[[], Any]], rounds: int) -> dict[str, float]:
@@ -165,7 +165,7 @@ def moe_ppo(env: Env, env_params: Any, cfg: PPOConfig, k: int):
     specs = {f"Wood_{i}": SkillSpec(f"Wood_{i}", gains={"wood": 1}) for i in range(k)}
     plan = [PlanStep(f"Wood_{i}", 1) for i in range(k)]
     experts = {f"Wood_{i}": i for i in range(k)}
-    compiled = compile_plan(env.item_names, env.achievement_names, plan, specs, experts, env_name=env.name)
+    compiled = compile_for_env(env, plan, specs, experts)
     net = MoEActorCritic(k, env.num_actions, cfg.width, cfg.depth, cfg.block_size)
     tx = make_optimizer(cfg)
     state = init_state(env, env_params, compiled, net, tx, cfg, k)

@@ -330,6 +330,6 @@ def test_evaluation_hooks_nearby_blocks_names_and_allowance(env):
     state = env.state_from_layout(layout)
     near = dict(zip(env.block_names, np.asarray(env.nearby_blocks(state)).tolist()))
     assert near["tree"] and near["stone"] and near["grass"]
-    assert not near["water"] and not near["table"]  # the pond is 3 rows away
+    assert not near["water"] and not near["crafting_table"]  # the pond is 3 rows away
     assert env.action_names[Action.PLACE_TABLE] == "place_table" and len(env.action_names) == env.num_actions
     assert env.step_allowance == 10 and Gridworld(size=18).step_allowance == 20

@@ -12,6 +12,7 @@ import pytest
 from flowrl_core.skills.spec import PlanStep, SkillSpec
 from flowrl_core.training.predicates import (
     PredicateError,
+    check_specs_for_env,
     compile_plan,
     resolve_predicate,
 )
@@ -31,6 +32,7 @@ def inv(wood=0, stone=0, table=0):
 
 
 NO_ACH = jnp.zeros((2,), bool)
+NO_NEAR = jnp.zeros((0,), bool)  # an env without block types
 
 
 def compiled(plan, specs=SPECS, experts=EXPERTS):
@@ -41,25 +43,25 @@ def test_count_aware_relative_to_step_start():
     plan = compiled([PlanStep("Collect_Wood", 3)])
     ev = jax.jit(plan.evaluate)
     start = inv(wood=2)  # owned before the step began: does not count
-    done, r = ev(0, inv(wood=2), inv(wood=3), start, NO_ACH)
+    done, r = ev(0, inv(wood=2), inv(wood=3), start, NO_ACH, NO_NEAR)
     assert not bool(done) and float(r) == pytest.approx(0.1)
-    done, r = ev(0, inv(wood=3), inv(wood=4), start, NO_ACH)
+    done, r = ev(0, inv(wood=3), inv(wood=4), start, NO_ACH, NO_NEAR)
     assert not bool(done) and float(r) == pytest.approx(0.1)
-    done, r = ev(0, inv(wood=4), inv(wood=5), start, NO_ACH)  # +3 relative to the start
+    done, r = ev(0, inv(wood=4), inv(wood=5), start, NO_ACH, NO_NEAR)  # +3 relative to the start
     assert bool(done) and float(r) == pytest.approx(1.1)
     # Progress is clipped at the target, and losing an item costs the shaping back.
-    done, r = ev(0, inv(wood=5), inv(wood=6), start, NO_ACH)
+    done, r = ev(0, inv(wood=5), inv(wood=6), start, NO_ACH, NO_NEAR)
     assert bool(done) and float(r) == pytest.approx(1.0)
-    done, r = ev(0, inv(wood=4), inv(wood=3), start, NO_ACH)
+    done, r = ev(0, inv(wood=4), inv(wood=3), start, NO_ACH, NO_NEAR)
     assert not bool(done) and float(r) == pytest.approx(-0.1)
     assert plan.num_steps == 1 and int(plan.step_expert[0]) == 0
 
 
 def test_multiple_items_all_required():
     plan = compiled([PlanStep("Get_Both", 2)])  # wood 4 and stone 2
-    done, _ = plan.evaluate(0, inv(), inv(wood=4, stone=1), inv(), NO_ACH)
+    done, _ = plan.evaluate(0, inv(), inv(wood=4, stone=1), inv(), NO_ACH, NO_NEAR)
     assert not bool(done)
-    done, r = plan.evaluate(0, inv(wood=4, stone=1), inv(wood=4, stone=2), inv(), NO_ACH)
+    done, r = plan.evaluate(0, inv(wood=4, stone=1), inv(wood=4, stone=2), inv(), NO_ACH, NO_NEAR)
     assert bool(done) and float(r) == pytest.approx(1.1)
 
 
@@ -68,11 +70,11 @@ def test_achievement_step():
     assert int(plan.step_expert[1]) == 1
     ach = jnp.asarray([True, True])
     # The table item is also a gain: both must hold.
-    done, _ = plan.evaluate(1, inv(wood=2), inv(wood=0), inv(wood=2), ach)
+    done, _ = plan.evaluate(1, inv(wood=2), inv(wood=0), inv(wood=2), ach, NO_NEAR)
     assert not bool(done)
-    done, r = plan.evaluate(1, inv(wood=2), inv(wood=0, table=1), inv(wood=2), ach)
+    done, r = plan.evaluate(1, inv(wood=2), inv(wood=0, table=1), inv(wood=2), ach, NO_NEAR)
     assert bool(done) and float(r) == pytest.approx(1.1)
-    done, _ = plan.evaluate(1, inv(wood=2), inv(wood=0, table=1), inv(wood=2), jnp.asarray([True, False]))
+    done, _ = plan.evaluate(1, inv(wood=2), inv(wood=0, table=1), inv(wood=2), jnp.asarray([True, False]), NO_NEAR)
     assert not bool(done)
 
 
@@ -82,7 +84,7 @@ def test_vectorised_over_envs_in_different_steps():
     prev = jnp.stack([inv(), inv(wood=1), inv(wood=2)])
     cur = jnp.stack([inv(wood=1), inv(wood=2), inv(wood=2, stone=1)])
     start = jnp.stack([inv(), inv(wood=0), inv(wood=0)])
-    done, r = jax.jit(jax.vmap(plan.evaluate))(steps, prev, cur, start, jnp.zeros((3, 2), bool))
+    done, r = jax.jit(jax.vmap(plan.evaluate))(steps, prev, cur, start, jnp.zeros((3, 2), bool), jnp.zeros((3, 0), bool))
     np.testing.assert_array_equal(done, [True, False, True])
     np.testing.assert_allclose(r, [1.1, 0.1, 1.1], atol=1e-6)
 
@@ -129,7 +131,7 @@ def test_user_predicate_by_import_path(user_module):
     prev = jnp.stack([inv(), inv(wood=1, stone=2), inv()])
     cur = jnp.stack([inv(wood=1), inv(wood=2, stone=2), inv(stone=1)])
     start = jnp.stack([inv(), inv(), inv()])
-    done, r = ev(steps, prev, cur, start, jnp.zeros((3, 2), bool))
+    done, r = ev(steps, prev, cur, start, jnp.zeros((3, 2), bool), jnp.zeros((3, 0), bool))
     # env 0: built-in check; env 1: gained 4 >= 2*2 -> done, 0.5 + 1.0; env 2: gained 1 -> not done.
     np.testing.assert_array_equal(done, [True, True, False])
     np.testing.assert_allclose(r, [1.1, 1.5, 0.5], atol=1e-6)
@@ -150,3 +152,37 @@ def test_bad_predicate_paths(user_module):
     specs = {"Bad": SkillSpec("Bad", gains={"wood": 1}, predicate="flowrl_no_such_module_xyz:fn")}
     with pytest.raises(ValueError, match="'Bad'"):
         compiled([PlanStep("Bad", 1)], specs, {"Bad": 0})
+
+
+BLOCKS = ("grass", "crafting_table", "furnace")
+NEAR_SPECS = dict(SPECS, Place_Table=SkillSpec("Place_Table", consumes={"wood": 2},
+                                               gains={"achievement:place_table": 1, "near:crafting_table": 1}),
+                  Place_Furnace=SkillSpec("Place_Furnace", gains={"near:furnace": 1}))
+
+
+def near(*names):
+    return jnp.asarray([b in names for b in BLOCKS])
+
+
+def test_near_step_needs_the_block_beside_the_agent_not_only_the_achievement():
+    plan = compile_plan(ITEMS, ACHS, [PlanStep("Collect_Wood", 1), PlanStep("Place_Table", 1)], NEAR_SPECS,
+                        {"Collect_Wood": 0, "Place_Table": 1}, env_name="Test-v0", blocks=BLOCKS)
+    placed = jnp.asarray([True, True])
+    # The table was placed earlier in the episode (achievement held) but the agent walked away.
+    done, _ = plan.evaluate(1, inv(), inv(), inv(), placed, near("grass"))
+    assert not bool(done)
+    done, r = plan.evaluate(1, inv(), inv(), inv(), placed, near("grass", "crafting_table"))
+    assert bool(done) and float(r) == pytest.approx(1.0)
+    # A block beside the agent without the achievement is not a placement either.
+    done, _ = plan.evaluate(1, inv(), inv(), inv(), jnp.asarray([True, False]), near("crafting_table"))
+    assert not bool(done)
+
+
+def test_near_keys_are_checked_against_the_envs_blocks():
+    with pytest.raises(PredicateError, match=r"'Place_Furnace'.*'near:furnace'.*'Test-v0'.*no nearby blocks"):
+        compile_plan(ITEMS, ACHS, [PlanStep("Place_Furnace", 1)], NEAR_SPECS, {"Place_Furnace": 0},
+                     env_name="Test-v0")
+    craft = SkillSpec("Craft", requires={"near:anvil": 1}, gains={"stone": 1})
+    with pytest.raises(PredicateError, match=r"'Craft'.*'near:anvil'.*known: grass, crafting_table, furnace"):
+        check_specs_for_env([craft], ITEMS, ACHS, env_name="Test-v0", blocks=BLOCKS)
+    check_specs_for_env(list(NEAR_SPECS.values()), ITEMS, ACHS, env_name="Test-v0", blocks=BLOCKS)

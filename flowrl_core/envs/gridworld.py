@@ -276,7 +276,8 @@ class Gridworld:
     achievement_names = ACHIEVEMENT_NAMES
     num_actions = NUM_ACTIONS
     action_names: tuple[str, ...] = tuple(a.name.lower() for a in Action)
-    block_names: tuple[str, ...] = tuple(t.name.lower() for t in Tile)
+    # Craftax's names, so a skill file's ``near:crafting_table`` means the same block in both envs.
+    block_names: tuple[str, ...] = tuple({"table": "crafting_table"}.get(t.name.lower(), t.name.lower()) for t in Tile)
 
     def __init__(self, **config: int | float) -> None:
         cfg = GridConfig(**config)

@@ -15,7 +15,7 @@ from flowrl_core.evaluation.policies import Policy
 from flowrl_core.evaluation.records import EpisodeTrace, EvalReport, PolicyStats, summarize
 from flowrl_core.evaluation.rollout import goal_predicate, make_rollout, run_episodes, traces_from_arrays
 from flowrl_core.skills.spec import PlanStep, SkillSpec
-from flowrl_core.training.predicates import compile_plan
+from flowrl_core.training.predicates import compile_for_env
 
 PyTree = Any
 DEFAULT_EPISODES = 256
@@ -46,8 +46,7 @@ def evaluate_policies(env: Env, env_params: PyTree, plan: Sequence[PlanStep], sp
         raise ValueError("no policy to evaluate")
     target = plan[-1].skill
     skills = list(dict.fromkeys(step.skill for step in plan))
-    compiled = compile_plan(env.item_names, env.achievement_names, plan, specs, {s: i for i, s in enumerate(skills)},
-                            env_name=env.name)
+    compiled = compile_for_env(env, plan, specs, {s: i for i, s in enumerate(skills)})
     goal = goal_predicate(env, target, specs)
     plan_pairs = [(step.skill, int(step.count)) for step in plan]
     out: dict[str, PolicyEvaluation] = {}

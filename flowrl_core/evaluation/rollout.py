@@ -27,7 +27,7 @@ from flowrl_core.envs.base import Env
 from flowrl_core.evaluation.policies import Policy
 from flowrl_core.evaluation.records import EndReason, EpisodeTrace, StepTrace
 from flowrl_core.skills.spec import PlanStep, SkillSpec
-from flowrl_core.training.predicates import CompiledPlan, compile_plan
+from flowrl_core.training.predicates import CompiledPlan, compile_for_env
 
 PyTree = Any
 EVAL_STREAM = 0x5EED_E7A1  # folded into the seed: evaluation keys never coincide with a trainer's
@@ -62,8 +62,7 @@ class _Carry(NamedTuple):
 
 def goal_predicate(env: Env, target: str, specs: Mapping[str, SkillSpec]) -> CompiledPlan:
     """The target skill's own completion check as a one-step plan (evaluated from the episode start)."""
-    return compile_plan(env.item_names, env.achievement_names, [PlanStep(target, 1)], specs, {target: 0},
-                        env_name=env.name)
+    return compile_for_env(env, [PlanStep(target, 1)], specs, {target: 0})
 
 
 def make_rollout(env: Env, env_params: PyTree, plan: CompiledPlan, goal: CompiledPlan, policy: Policy,
@@ -96,9 +95,9 @@ def make_rollout(env: Env, env_params: PyTree, plan: CompiledPlan, goal: Compile
         inv, ach = v_inv(out.state), v_ach(out.state)
         near = v_near(out.state) if has_near else jnp.zeros((e, 0), bool)
         t1 = c.t + 1
-        step_done, _ = v_plan(c.plan_step, prev_inv, inv, c.step_start_inv, ach)
+        step_done, _ = v_plan(c.plan_step, prev_inv, inv, c.step_start_inv, ach, near)
         step_done = step_done & live & ~c.plan_done
-        goal_done, _ = v_goal(jnp.zeros((e,), jnp.int32), prev_inv, inv, c.inv0, ach)
+        goal_done, _ = v_goal(jnp.zeros((e,), jnp.int32), prev_inv, inv, c.inv0, ach, near)
         success = goal_done & live
         env_end = out.done.astype(bool) & live
         ended = success | env_end | (live & (t1 >= max_steps))

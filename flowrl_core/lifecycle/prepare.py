@@ -139,7 +139,7 @@ def prepare_graph_run(doc: SkillFileDoc, settings: RunSettings) -> GraphRunPlan:
     """Validate everything and decide the run (see the module docstring); writes nothing."""
     from flowrl_core.envs import make_env_and_params
     from flowrl_core.lifecycle.trainers import resolve_trainer
-    from flowrl_core.training.predicates import check_specs_for_env
+    from flowrl_core.training.predicates import block_names, check_specs_for_env
 
     planner = Planner(doc.specs)
     graph = planner.graph
@@ -154,7 +154,8 @@ def prepare_graph_run(doc: SkillFileDoc, settings: RunSettings) -> GraphRunPlan:
     configs = {n: resolve_config(settings.profile, settings.overrides, by_name[n].train, skill=n) for n in targets}
     plans = {n: tuple(planner.plan(n)) for n in targets}
     in_plans = sorted({step.skill for plan in plans.values() for step in plan})
-    check_specs_for_env([by_name[n] for n in in_plans], env.item_names, env.achievement_names, env_name=env.name)
+    check_specs_for_env([by_name[n] for n in in_plans], env.item_names, env.achievement_names, env_name=env.name,
+                        blocks=block_names(env))
     store_exists = Store.probe(settings.store, storage_options=dict(settings.storage_options))
     _check_dependencies(settings, targets, plans, store_exists)
     budgets = {n: planned_frames(configs[n]) for n in targets}

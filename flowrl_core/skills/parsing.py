@@ -22,9 +22,12 @@ from flowrl_core.skills import vocab
 from flowrl_core.skills.graph import build_graph
 from flowrl_core.skills.spec import (
     ACHIEVEMENT_PREFIX,
+    NEAR_PREFIX,
     SkillSpec,
     achievement_name,
     is_achievement,
+    is_near,
+    near_block,
 )
 from flowrl_core.training.config import TRAIN_KEYS
 
@@ -81,7 +84,7 @@ def _check_counts(raw: Any, field: str, name: str, source: str | None) -> dict[s
         return {}
     if not isinstance(raw, Mapping):
         raise SkillFileError(
-            f"'{field}' must be a map of item or achievement:<name> to a positive integer, "
+            f"'{field}' must be a map of item, achievement:<name> or near:<block> to a positive integer, "
             f"got {type(raw).__name__}", source=source, skill=name)
     out: dict[str, int] = {}
     for key, value in raw.items():
@@ -94,6 +97,20 @@ def _check_counts(raw: Any, field: str, name: str, source: str | None) -> dict[s
                     f"'{field}' names unknown achievement {short(key)}"
                     + did_you_mean(ach, vocab.ACHIEVEMENTS).replace("'", f"'{ACHIEVEMENT_PREFIX}", 1),
                     source=source, skill=name)
+        elif is_near(key):
+            block = near_block(key)
+            if block not in vocab.BLOCKS:
+                raise SkillFileError(
+                    f"'{field}' names unknown block {short(key)}"
+                    + did_you_mean(block, vocab.BLOCKS).replace("'", f"'{NEAR_PREFIX}", 1),
+                    source=source, skill=name)
+            if field == "consumes":
+                raise SkillFileError(
+                    f"'consumes' lists {short(key)}, but standing near a block is not used up; move it to "
+                    "'requires'", source=source, skill=name)
+            if value != 1:
+                raise SkillFileError(f"'{field}.{key}' must be 1 (the block is in crafting range or not), got "
+                                     f"{short(value)}", source=source, skill=name)
         elif key not in vocab.ITEMS:
             hint = did_you_mean(key, vocab.ITEMS)
             if not hint and key in vocab.ACHIEVEMENTS:

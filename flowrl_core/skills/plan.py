@@ -7,6 +7,14 @@ gathered again.  Needs are satisfied deepest-first (the tool before the wood), a
 repeats until all hold at once, because satisfying one need can use up another.  Consecutive
 runs of the same skill are merged into one step with a count.
 
+``near:`` keys (a block in crafting range) are positional, so they are fleeting: a run of a skill
+that gains no ``near:`` key (walking off to collect, or crafting) clears them all, while a run
+that gains one (placing a station) keeps the others, since the agent places beside itself.  A
+skill needing ``near:`` keys therefore gathers first everything its own run and the placements
+will use, then runs the placements last, back to back, so the table and the furnace stand next
+to the agent together when it crafts -- which is what Craftax checks, and what an achievement
+(true anywhere, for the rest of the episode) cannot say.
+
 The distinct skills of the plan are exactly the MoE's experts for training the target.
 """
 
@@ -19,7 +27,7 @@ import networkx as nx
 
 from flowrl_core.errors import SkillFileError
 from flowrl_core.skills.graph import build_graph, needs, provider_for, providers
-from flowrl_core.skills.spec import PlanStep, SkillSpec, is_achievement
+from flowrl_core.skills.spec import PlanStep, SkillSpec, is_item, is_near
 
 MAX_PLAN_RUNS = 10_000
 INVENTORY_CAP = 9  # Craftax-Classic's per-item cap; a plan needing more can never be executed
@@ -69,25 +77,49 @@ class _Run:
             raise self._fail(f"cannot plan: {' -> '.join(stack + (name,))} needs itself")
         spec = self.by_name[name]
         need = needs(spec)
-        order = sorted(need, key=lambda k: (-self._provider_depth(spec, k), k))
+        near = sorted(k for k in need if is_near(k))
+        gather = self._with_placements(spec, need, near)
+        order = sorted(gather, key=lambda k: (-self._provider_depth(spec, k), k))
         for _ in range(len(need) + 2):
             if all(self.inventory.get(k, 0) >= v for k, v in need.items()):
                 break
             for key in order:
-                self.satisfy(spec, key, need[key], stack + (name,))
+                self.satisfy(spec, key, gather[key], stack + (name,))
+            for key in near:
+                self.satisfy(spec, key, 1, stack + (name,))
         else:
             missing = {k: v for k, v in need.items() if self.inventory.get(k, 0) < v}
             raise self._fail(f"cannot plan {name!r}: satisfying its needs keeps using up {missing}")
+        if not any(is_near(k) for k in spec.gains):
+            for key in [k for k in self.inventory if is_near(k)]:
+                del self.inventory[key]
         for key, amount in spec.consumes.items():
             self.inventory[key] -= amount
         for key, amount in spec.gains.items():
-            if is_achievement(key):
+            if not is_item(key):  # a flag: achievements and near: keys
                 self.inventory[key] = max(self.inventory.get(key, 0), 1)
             else:
                 self.inventory[key] = self.inventory.get(key, 0) + amount
         self.runs.append(name)
         if len(self.runs) > MAX_PLAN_RUNS:
             raise self._fail(f"the plan exceeds {MAX_PLAN_RUNS} runs; check gains and consumes")
+
+    def _with_placements(self, spec: SkillSpec, need: dict[str, int], near: list[str]) -> dict[str, int]:
+        """``spec``'s non-positional needs, plus what the runs providing its ``near:`` keys need
+        and use up: gathered before any placement, so no trip away from the stations follows it."""
+        gather = {k: v for k, v in need.items() if not is_near(k)}
+        for key in near:
+            provider = provider_for(spec, key, self.by_key)
+            if provider is None:
+                continue  # satisfy() reports it
+            placer = self.by_name[provider]
+            for k, amount in placer.consumes.items():
+                if is_item(k):
+                    gather[k] = gather.get(k, 0) + amount
+            for k, amount in placer.requires.items():
+                if not is_near(k) and k not in placer.consumes:
+                    gather[k] = max(gather.get(k, 0), amount)
+        return gather
 
     def _provider_depth(self, spec: SkillSpec, key: str) -> int:
         provider = provider_for(spec, key, self.by_key)
@@ -97,7 +129,7 @@ class _Run:
         provider = provider_for(spec, key, self.by_key)
         if provider is None:
             raise self._fail(f"{spec.name!r} requires {key!r} but no skill gains it")
-        if not is_achievement(key) and amount > INVENTORY_CAP:
+        if is_item(key) and amount > INVENTORY_CAP:
             raise self._fail(f"{spec.name!r} needs {amount} {key}, over the inventory cap of {INVENTORY_CAP}")
         per_run = self.by_name[provider].gains[key]
         while self.inventory.get(key, 0) < amount:

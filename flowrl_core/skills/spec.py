@@ -2,8 +2,14 @@
 
 A skill is data, never code: ``requires`` must hold before it runs, ``consumes`` is taken from
 the inventory when it runs, ``gains`` is what one run yields.  Keys are inventory items
-(``wood``) or achievements (``achievement:place_table``), named as in Craftax-Classic so a skill
-file moves between environments.  Values are positive integers per run.
+(``wood``), achievements (``achievement:place_table``) or where the agent stands
+(``near:crafting_table``: that block is in crafting range), named as in Craftax-Classic so a
+skill file moves between environments.  Values are positive integers per run (1 for ``near:``).
+
+``near:`` keys exist because Craftax crafts only beside its stations, and an achievement is no
+substitute: ``achievement:place_table`` stays true after the agent has walked away from the
+table, and an iron pickaxe needs a table *and* a furnace next to the agent at once.  A ``near:``
+key is positional, so the planner treats it as fleeting (see :mod:`flowrl_core.skills.plan`).
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 ACHIEVEMENT_PREFIX = "achievement:"
+NEAR_PREFIX = "near:"
 
 
 def skill_key(name: str) -> str:
@@ -28,6 +35,19 @@ def is_achievement(key: str) -> bool:
 
 def achievement_name(key: str) -> str:
     return key[len(ACHIEVEMENT_PREFIX):]
+
+
+def is_near(key: str) -> bool:
+    return key.startswith(NEAR_PREFIX)
+
+
+def near_block(key: str) -> str:
+    return key[len(NEAR_PREFIX):]
+
+
+def is_item(key: str) -> bool:
+    """An inventory count (not an achievement flag, not a position)."""
+    return not is_achievement(key) and not is_near(key)
 
 
 def _frozen(mapping: Mapping[str, Any] | None) -> Mapping[str, Any]:

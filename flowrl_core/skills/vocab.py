@@ -38,5 +38,18 @@ CRAFTAX_EXTRA_ACHIEVEMENTS: tuple[str, ...] = (
     "learn_fireball", "cast_fireball", "learn_iceball", "cast_iceball",
 )
 
+# Block types ``near:`` keys may name (Craftax's BlockType, lower-cased; the gridworld uses the same names).
+CLASSIC_BLOCKS: tuple[str, ...] = (
+    "grass", "water", "stone", "tree", "wood", "path", "coal", "iron", "diamond", "crafting_table",
+    "furnace", "sand", "lava", "plant", "ripe_plant",
+)
+
+CRAFTAX_EXTRA_BLOCKS: tuple[str, ...] = (
+    "wall", "darkness", "wall_moss", "stalagmite", "sapphire", "ruby", "chest", "fountain", "fire_grass",
+    "ice_grass", "gravel", "fire_tree", "ice_shrub", "enchantment_table_fire", "enchantment_table_ice",
+    "necromancer", "grave", "grave2", "grave3", "necromancer_vulnerable",
+)
+
 ITEMS: frozenset[str] = frozenset(CLASSIC_ITEMS + CRAFTAX_EXTRA_ITEMS)
 ACHIEVEMENTS: frozenset[str] = frozenset(CLASSIC_ACHIEVEMENTS + CRAFTAX_EXTRA_ACHIEVEMENTS)
+BLOCKS: frozenset[str] = frozenset(CLASSIC_BLOCKS + CRAFTAX_EXTRA_BLOCKS)

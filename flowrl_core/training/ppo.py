@@ -63,7 +63,7 @@ from flowrl_core.training.moe import (
     num_experts,
     set_expert,
 )
-from flowrl_core.training.predicates import CompiledPlan, compile_plan
+from flowrl_core.training.predicates import CompiledPlan, compile_for_env, nearby
 
 PyTree = Any
 CHECKPOINT_FORMAT = "flowrl-ppo-v1"
@@ -244,6 +244,7 @@ def make_update_fn(env: Env, env_params: PyTree, plan: CompiledPlan, net: MoEAct
     v_inv = jax.vmap(env.inventory)
     v_ach = jax.vmap(env.achievements)
     v_eval = jax.vmap(plan.evaluate)
+    v_near = jax.vmap(lambda s: nearby(env, s))
 
     def save_frontier(buf: FrontierBuffer, reach: jax.Array, obs: jax.Array, state: PyTree,
                       ep_len: jax.Array) -> FrontierBuffer:
@@ -268,7 +269,7 @@ def make_update_fn(env: Env, env_params: PyTree, plan: CompiledPlan, net: MoEAct
         prev_inv = v_inv(env_state)
         out = v_step(jax.random.split(k_env, n_env), env_state, action, env_params)
         inv = v_inv(out.state)
-        step_done, reward = v_eval(step, prev_inv, inv, start_inv, v_ach(out.state))
+        step_done, reward = v_eval(step, prev_inv, inv, start_inv, v_ach(out.state), v_near(out.state))
         last = step == n_plan - 1
         success = step_done & last
         ep_len = ep_len + 1
@@ -534,8 +535,8 @@ class TrainingParts(NamedTuple):
 def build_training(env: Env, plan: Sequence[PlanStep], specs: Mapping[str, SkillSpec],
                    expert_of_skill: Mapping[str, int], config: PPOConfig) -> TrainingParts:
     k = _num_local_experts(expert_of_skill, plan)
-    compiled = compile_plan(env.item_names, env.achievement_names, plan, specs, expert_of_skill,
-                            env_name=env.name, shaping=config.shaping, completion_reward=config.completion_reward)
+    compiled = compile_for_env(env, plan, specs, expert_of_skill, shaping=config.shaping,
+                               completion_reward=config.completion_reward)
     net = MoEActorCritic(num_experts=k, num_actions=env.num_actions, width=config.width, depth=config.depth,
                          block_size=config.block_size)
     bank_size = config.reset_bank_size or 2 * config.num_envs

@@ -15,7 +15,10 @@ the env entered step ``k``:
     against it);
   - ``achievement:a``: ``a`` is unlocked in the current state (achievements are per-episode
     flags, so ``n`` is ignored for them and an achievement unlocked earlier in the episode
-    completes the step at once).
+    completes the step at once);
+  - ``near:b``: a block ``b`` is in crafting range in the current state (the env's
+    ``nearby_blocks``), so a second ``Place_Table`` step is done once a table -- new, or the
+    old one walked back to -- stands beside the agent, not at once as its achievement would be.
 * reward for an env step taken in step ``k`` (from inventory ``prev`` to ``inv``):
   ``completion_reward * done + shaping * (progress(inv) - progress(prev))`` where
   ``progress(v) = sum_i clip(v[i] - start[i], 0, gains[i] * n)`` over the gained items.  So each
@@ -47,6 +50,8 @@ from flowrl_core.skills.spec import (
     SkillSpec,
     achievement_name,
     is_achievement,
+    is_near,
+    near_block,
 )
 
 UserPredicate = Callable[..., tuple[jax.Array, jax.Array]]
@@ -96,6 +101,7 @@ class CompiledPlan:
     item_target: jax.Array  # int32[S, I]: gains[item] * count (0 where unchecked)
     item_checked: jax.Array  # bool[S, I]
     ach_required: jax.Array  # bool[S, A]
+    near_required: jax.Array  # bool[S, B]: block types that must be in crafting range (B = env block types)
     user_index: jax.Array  # int32[S]: index into user_fns, -1 for the built-in check
     user_fns: tuple[UserPredicate, ...]
     shaping: float
@@ -106,14 +112,18 @@ class CompiledPlan:
         return len(self.skills)
 
     def evaluate(self, step: jax.Array, prev_inv: jax.Array, inv: jax.Array, start_inv: jax.Array,
-                 achievements: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """(done bool, reward float32) for one env in plan step ``step``; vmap it over envs."""
+                 achievements: jax.Array, near: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """(done bool, reward float32) for one env in plan step ``step``; vmap it over envs.
+        ``near`` is the env's ``nearby_blocks`` (bool[B]; :func:`nearby` gives an empty one for an
+        env without blocks, whose plans have no ``near:`` keys)."""
         target = self.item_target[step]
         checked = self.item_checked[step]
         gained = inv - start_inv
         items_ok = jnp.all(jnp.where(checked, gained >= target, True))
         ach_ok = jnp.all(jnp.where(self.ach_required[step], achievements, True))
         done = items_ok & ach_ok
+        if self.near_required.shape[1]:
+            done = done & jnp.all(jnp.where(self.near_required[step], near, True))
 
         def progress(v: jax.Array) -> jax.Array:
             return jnp.sum(jnp.where(checked, jnp.clip(v - start_inv, 0, target), 0)).astype(jnp.float32)
@@ -129,15 +139,30 @@ class CompiledPlan:
         return done, (reward + self.completion_reward * done).astype(jnp.float32)
 
 
+def nearby(env: object, state: object) -> jax.Array:
+    """The env's ``nearby_blocks(state)``, or bool[0] for an env that has no blocks."""
+    fn = getattr(env, "nearby_blocks", None)
+    return fn(state) if fn is not None and hasattr(env, "block_names") else jnp.zeros((0,), jnp.bool_)
+
+
+def block_names(env: object) -> tuple[str, ...]:
+    return tuple(getattr(env, "block_names", ())) if hasattr(env, "nearby_blocks") else ()
+
+
 def check_specs_for_env(specs: Sequence[SkillSpec], item_names: Sequence[str], achievement_names: Sequence[str],
-                        *, env_name: str = "env") -> None:
+                        *, env_name: str = "env", blocks: Sequence[str] = ()) -> None:
     """What :func:`compile_plan` would refuse, checked once per skill (linear in the library):
     every ``gains`` key exists in the env, every predicate imports and traces with the right
     signature.  Run before anything is written, so a typo is not found an hour into training."""
     items, achs = set(item_names), set(achievement_names)
     checked: set[str] = set()
     for spec in specs:
+        for key in list(spec.gains) + list(spec.requires):
+            if is_near(key):
+                _check_block(key, spec.name, blocks, env_name)
         for key in spec.gains:
+            if is_near(key):
+                continue
             known = achs if is_achievement(key) else items
             name = achievement_name(key) if is_achievement(key) else key
             if name not in known:
@@ -150,9 +175,15 @@ def check_specs_for_env(specs: Sequence[SkillSpec], item_names: Sequence[str], a
             checked.add(spec.predicate)
 
 
+def _check_block(key: str, skill: str, blocks: Sequence[str], env_name: str) -> None:
+    if near_block(key) not in blocks:
+        known = f"known: {', '.join(blocks)}" if blocks else "it exposes no nearby blocks"
+        raise PredicateError(f"skill {skill!r}: key {key!r} names no block type of env {env_name!r} ({known})")
+
+
 def compile_plan(item_names: Sequence[str], achievement_names: Sequence[str], plan: Sequence[PlanStep],
                  specs: Mapping[str, SkillSpec], expert_of_skill: Mapping[str, int], *, env_name: str = "env",
-                 shaping: float = 0.1, completion_reward: float = 1.0) -> CompiledPlan:
+                 blocks: Sequence[str] = (), shaping: float = 0.1, completion_reward: float = 1.0) -> CompiledPlan:
     """Check the plan against the env's names and lay it out as arrays (see module docstring)."""
     if not plan:
         raise PredicateError("the plan is empty: nothing to train")
@@ -162,6 +193,8 @@ def compile_plan(item_names: Sequence[str], achievement_names: Sequence[str], pl
     target = np.zeros((s, n_items), np.int32)
     checked = np.zeros((s, n_items), bool)
     required = np.zeros((s, n_ach), bool)
+    block_index = {n: i for i, n in enumerate(blocks)}
+    near_required = np.zeros((s, len(blocks)), bool)
     user_index = np.full((s,), -1, np.int32)
     experts = np.zeros((s,), np.int32)
     counts = np.zeros((s,), np.int32)
@@ -177,7 +210,10 @@ def compile_plan(item_names: Sequence[str], achievement_names: Sequence[str], pl
             raise PredicateError(f"plan step {k}: skill {step.skill!r} has count {step.count}; must be >= 1")
         experts[k], counts[k] = int(expert_of_skill[step.skill]), int(step.count)
         for key, amount in spec.gains.items():
-            if is_achievement(key):
+            if is_near(key):
+                _check_block(key, step.skill, blocks, env_name)
+                near_required[k, block_index[near_block(key)]] = True
+            elif is_achievement(key):
                 name = achievement_name(key)
                 if name not in achs:
                     raise PredicateError(f"skill {step.skill!r}: gains key {key!r} is not an achievement of env "
@@ -201,5 +237,13 @@ def compile_plan(item_names: Sequence[str], achievement_names: Sequence[str], pl
     return CompiledPlan(
         skills=tuple(p.skill for p in plan), step_expert=jnp.asarray(experts), step_count=jnp.asarray(counts),
         item_target=jnp.asarray(target), item_checked=jnp.asarray(checked), ach_required=jnp.asarray(required),
+        near_required=jnp.asarray(near_required),
         user_index=jnp.asarray(user_index), user_fns=tuple(user_fns), shaping=float(shaping),
         completion_reward=float(completion_reward))
+
+
+def compile_for_env(env: object, plan: Sequence[PlanStep], specs: Mapping[str, SkillSpec],
+                    expert_of_skill: Mapping[str, int], **options: float) -> CompiledPlan:
+    """:func:`compile_plan` against an env's own items, achievements and block types."""
+    return compile_plan(env.item_names, env.achievement_names, plan, specs, expert_of_skill,  # type: ignore[attr-defined]
+                        env_name=env.name, blocks=block_names(env), **options)  # type: ignore[attr-defined]

@@ -18,7 +18,7 @@ from flowrl_core.envs.base import Env
 from flowrl_core.skills.spec import PlanStep, SkillSpec
 from flowrl_core.training.config import PPOConfig
 from flowrl_core.training.moe import MoEActorCritic
-from flowrl_core.training.predicates import compile_plan
+from flowrl_core.training.predicates import compile_for_env, nearby
 
 
 @dataclass
@@ -35,8 +35,8 @@ def rollout(env: Env, env_params: Any, plan: Sequence[PlanStep], specs: Mapping[
     """Run one episode of the MoE policy ``params`` (as trained: ``TrainResult.params``)."""
     if not hasattr(env, "render"):
         raise ValueError(f"environment {env.name} has no renderer")
-    compiled = compile_plan(env.item_names, env.achievement_names, plan, specs, expert_of_skill, env_name=env.name,
-                            shaping=config.shaping, completion_reward=config.completion_reward)
+    compiled = compile_for_env(env, plan, specs, expert_of_skill, shaping=config.shaping,
+                               completion_reward=config.completion_reward)
     k = len(set(expert_of_skill[s.skill] for s in plan))
     net = MoEActorCritic(num_experts=k, num_actions=env.num_actions, width=config.width, depth=config.depth)
     n_plan = compiled.num_steps
@@ -49,7 +49,8 @@ def rollout(env: Env, env_params: Any, plan: Sequence[PlanStep], specs: Mapping[
         prev_inv = env.inventory(state)
         out = env.step(k_env, state, action, env_params)
         inv = env.inventory(out.state)
-        done, _ = compiled.evaluate(step, prev_inv, inv, start_inv, env.achievements(out.state))
+        done, _ = compiled.evaluate(step, prev_inv, inv, start_inv, env.achievements(out.state),
+                                    nearby(env, out.state))
         success = done & (step == n_plan - 1)
         new_step = jnp.where(done & (step < n_plan - 1), step + 1, step)
         new_start = jnp.where(done, inv, start_inv)
