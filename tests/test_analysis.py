@@ -221,3 +221,30 @@ def test_llm_proposer_sees_the_analysis_and_may_revise():
     assert isinstance(reply, Revise) and reply.spec == TABLE_RIGHT
     with pytest.raises(_Rejected, match="only a learned skill"):
         parse_reply(json.dumps({"revise": {"name": "Other", "gains": {"wood": 1}}}), view, None)
+
+
+def iron_episode(e, *, furnace_near=True):
+    nearby = ("crafting_table", "furnace", "grass") if furnace_near else ("crafting_table", "grass")
+    craft = step(0, "Make_Iron_Pickaxe", start={"wood": 1, "stone": 1, "coal": 1, "iron": 1},
+                 pre={"wood": 1, "stone": 1, "coal": 1, "iron": 1}, end={"iron_pickaxe": 1},
+                 ach_end=("make_iron_pickaxe",), nearby=nearby)
+    return EpisodeTrace(e, True, 5, EndReason.SUCCESS, True, 1, (craft,), {}, ("make_iron_pickaxe",), ("do",))
+
+
+IRON = SkillSpec("Make_Iron_Pickaxe", requires={"wood": 1, "stone": 1, "coal": 1, "iron": 1,
+                                                "near:crafting_table": 1, "near:furnace": 1},
+                 consumes={"wood": 1, "stone": 1, "coal": 1, "iron": 1}, gains={"iron_pickaxe": 1})
+
+
+def test_near_requirements_are_judged_on_the_blocks_in_range_at_completion():
+    check = check_spec(IRON, completions_of([iron_episode(e) for e in range(10)], "Make_Iron_Pickaxe"))
+    by = {(c.kind, c.key): c for c in check.claims}
+    assert by[(ClaimKind.REQUIRES, "near:crafting_table")].verdict is Verdict.CONFIRMED
+    assert by[(ClaimKind.REQUIRES, "near:furnace")].verdict is Verdict.CONFIRMED
+    assert check.corrected is None
+    # completions that never had a furnace in range contradict the claim and drop it
+    check = check_spec(IRON, completions_of([iron_episode(e, furnace_near=False) for e in range(10)],
+                                            "Make_Iron_Pickaxe"))
+    furnace = {(c.kind, c.key): c for c in check.claims}[(ClaimKind.REQUIRES, "near:furnace")]
+    assert furnace.verdict is Verdict.CONTRADICTED and furnace.proposed == 0
+    assert "near:furnace" not in check.corrected["requires"] and "near:crafting_table" in check.corrected["requires"]

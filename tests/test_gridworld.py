@@ -333,3 +333,33 @@ def test_evaluation_hooks_nearby_blocks_names_and_allowance(env):
     assert not near["water"] and not near["crafting_table"]  # the pond is 3 rows away
     assert env.action_names[Action.PLACE_TABLE] == "place_table" and len(env.action_names) == env.num_actions
     assert env.step_allowance == 10 and Gridworld(size=18).step_allowance == 20
+
+
+def test_near_steps_read_the_blocks_in_crafting_range(env, step):
+    """The example's placements compiled against the gridworld: a placement step holds while its
+    block stands beside the agent, and no longer once the agent has walked off."""
+    from flowrl_core.skills.parsing import load_skill_file
+    from flowrl_core.skills.spec import PlanStep
+    from flowrl_core.training.predicates import compile_for_env, nearby
+    from pathlib import Path
+
+    specs = {s.name: s for s in load_skill_file(Path(__file__).parent.parent / "examples" / "craftax_classic.yaml")}
+    plan = compile_for_env(env, [PlanStep("Place_Table", 1), PlanStep("Place_Furnace", 1)], specs,
+                           {"Place_Table": 0, "Place_Furnace": 1})
+    layout = (".........", ".........", ".........", ".........", "....A....",
+              ".........", ".........", ".........", ".........")
+    state = env.state_from_layout(layout, direction=A.UP, inventory={"wood": 2, "stone": 1})
+    key, params = jax.random.key(0), env.default_params
+    run = lambda s, a: step(key, s, jnp.int32(a), params).state  # noqa: E731
+
+    def done(k, before, after):
+        d, _ = plan.evaluate(k, env.inventory(before), env.inventory(after), env.inventory(before),
+                             env.achievements(after), nearby(env, after))
+        return bool(d)
+
+    placed = run(state, A.PLACE_TABLE)
+    assert done(0, state, placed)
+    furnace = run(run(placed, A.LEFT), A.PLACE_FURNACE)  # the table is still one cell off the diagonal
+    assert done(1, placed, furnace) and done(0, placed, furnace)
+    away = run(run(run(furnace, A.DOWN), A.DOWN), A.DOWN)
+    assert ach(env, away, "place_table") and not done(0, furnace, away)  # the achievement stays, the table is gone from range

@@ -19,7 +19,8 @@ def steps(plan):
 
 
 def simulate(specs, plan):
-    """Replay a plan on an inventory; every run's needs must hold when it starts."""
+    """Replay a plan on an inventory; every run's needs must hold when it starts.  A ``near:`` key
+    holds only until a run that does not place a block (the agent walks off, or crafts)."""
     by = {s.name: s for s in specs}
     inv: dict[str, int] = {}
     for step in plan:
@@ -30,8 +31,11 @@ def simulate(specs, plan):
             for k, v in spec.consumes.items():
                 assert inv.get(k, 0) >= v
                 inv[k] -= v
+            if not any(k.startswith("near:") for k in spec.gains):
+                inv = {k: v for k, v in inv.items() if not k.startswith("near:")}
             for k, v in spec.gains.items():
-                inv[k] = max(inv.get(k, 0), 1) if k.startswith("achievement:") else inv.get(k, 0) + v
+                flag = k.startswith(("achievement:", "near:"))
+                inv[k] = max(inv.get(k, 0), 1) if flag else inv.get(k, 0) + v
     return inv
 
 
@@ -66,6 +70,35 @@ def test_every_craftax_plan_is_executable_and_ends_with_target(target):
     for key in spec.gains:
         assert inv.get(key, 0) >= 1
     assert all(v <= 9 for k, v in inv.items() if not k.startswith("achievement:"))
+
+
+@pytest.mark.parametrize("tool", ["Make_Iron_Pickaxe", "Make_Iron_Sword"])
+def test_iron_tools_place_table_and_furnace_beside_the_agent_right_before_crafting(tool):
+    """Craftax crafts an iron tool only with a table and a furnace in range at once: everything the
+    craft and both placements use is gathered first, and no collecting run separates them."""
+    specs = load_skill_file(EXAMPLES / "craftax_classic.yaml")
+    plan = execution_plan(specs, tool)
+    assert steps(plan)[-3:] == [("Place_Table", 1), ("Place_Furnace", 1), (tool, 1)]
+    gathered = simulate(specs, plan[:-3])
+    assert gathered.get("wood", 0) >= 3 and gathered.get("stone", 0) >= 2  # table 2 + tool 1; furnace 1 + tool 1
+    assert gathered.get("coal", 0) >= 1 and gathered.get("iron", 0) >= 1
+
+
+def test_a_near_key_is_lost_by_walking_off_and_placed_again():
+    specs = parse_skills({"skills": [
+        {"name": "Wood", "gains": {"wood": 1}},
+        {"name": "Table", "requires": {"wood": 2}, "consumes": {"wood": 2},
+         "gains": {"achievement:place_table": 1, "near:crafting_table": 1}},
+        {"name": "Pick", "requires": {"wood": 1, "near:crafting_table": 1}, "consumes": {"wood": 1},
+         "gains": {"wood_pickaxe": 1}},
+        {"name": "Sword", "requires": {"wood": 1, "near:crafting_table": 1, "wood_pickaxe": 1},
+         "consumes": {"wood": 1}, "gains": {"wood_sword": 1}},
+    ]})
+    assert steps(execution_plan(specs, "Pick")) == [("Wood", 3), ("Table", 1), ("Pick", 1)]
+    # after crafting the pickaxe and chopping again the agent is no longer at the table
+    plan = execution_plan(specs, "Sword")
+    assert steps(plan) == [("Wood", 3), ("Table", 1), ("Pick", 1), ("Wood", 3), ("Table", 1), ("Sword", 1)]
+    simulate(specs, plan)
 
 
 def test_diamond_plan_gathers_resources_the_iron_pickaxe_consumes():

@@ -15,7 +15,9 @@ the trained expert chops a second one itself and places the table, so the step's
   ``requires[achievement:a]``: held at completion -- whether it is *needed* is not observable
   from successful completions, so this claim can be confirmed but never contradicted; an
   achievement another library skill gains, unlocked during every completion although the spec
-  does not require it, is a missing requirement.
+  does not require it, is a missing requirement;
+* ``near:b`` (gains or requires): block ``b`` in crafting range at completion, read from the
+  env's nearby blocks (unobserved for an env that does not expose them).
 
 A claim is confirmed when at least ``consistency`` of the completions agree with it; otherwise
 it is contradicted, and a correction is proposed only when at least ``consistency`` of them
@@ -30,7 +32,7 @@ from typing import Any
 
 from flowrl_core.analysis.records import ClaimCheck, ClaimKind, SpecCheck, Verdict
 from flowrl_core.evaluation.records import EpisodeTrace, StepTrace
-from flowrl_core.skills.spec import SkillSpec, achievement_name, is_achievement
+from flowrl_core.skills.spec import SkillSpec, achievement_name, is_achievement, is_item, is_near, near_block
 
 MIN_COMPLETIONS = 5
 CONSISTENCY = 0.9
@@ -97,7 +99,7 @@ def check_spec(spec: SkillSpec, completions: Sequence[StepTrace], *,
     # gains: listed items and achievements; items every completion yielded although unlisted
     gained_keys = {k for p in pivots for k, v in p.items() if v > 0}
     unlisted = {k for k in gained_keys if k not in spec.gains and often([v > 0 for v in yielded(k)])}
-    for key in sorted(set(spec.gains) | unlisted):
+    for key in sorted(set(k for k in spec.gains if not is_near(k)) | unlisted):
         want = int(spec.gains.get(key, 0))
         if is_achievement(key):
             held = [int(achievement_name(key) in s.achievements_end) for s in completions]
@@ -112,7 +114,7 @@ def check_spec(spec: SkillSpec, completions: Sequence[StepTrace], *,
     missing = {k for k in acquired if k not in spec.requires and k not in spec.gains
                and often([b.get(k, 0) > s.inventory_start.get(k, 0) for s, b in zip(completions, pre)])}
     missing |= {k for k in spent_keys if k not in spec.requires and often([v > 0 for v in spent(k)])}
-    for key in sorted(set(k for k in spec.requires if not is_achievement(k)) | missing):
+    for key in sorted(set(k for k in spec.requires if is_item(k)) | missing):
         want = int(spec.requires.get(key, 0))
         used = spent(key)
         if any(used):
@@ -146,6 +148,15 @@ def check_spec(spec: SkillSpec, completions: Sequence[StepTrace], *,
                                  note=f"every completion unlocked it first ({', '.join(makers)} gains it)"))
 
     nearby = [set(s.nearby_end) for s in completions if s.nearby_end is not None]
+    for kind, mapping in ((ClaimKind.GAINS, spec.gains), (ClaimKind.REQUIRES, spec.requires)):
+        for key in sorted(k for k in mapping if is_near(k)):
+            if not nearby:
+                claims.append(ClaimCheck(name, kind, key, 1, None, 0.0, n, Verdict.UNOBSERVED,
+                                         note="the env does not expose nearby blocks"))
+                continue
+            held = [int(near_block(key) in blocks) for blocks in nearby]
+            claims.append(_judge(name, kind, key, 1, held, lambda v: v == 1, consistency,
+                                 note="in crafting range at completion"))
     always = tuple(sorted(set.intersection(*nearby))) if nearby else ()
     return SpecCheck(name, n, tuple(claims), corrected_spec(spec, claims), always)
 
