@@ -116,6 +116,8 @@ CASES = [
      2, "did you mean 'num_envs'"),
     ("run-file-nan-setting", lambda d: ["run", write(d / "s.yaml", "skills:\n- {name: A, gains: {wood: 1}, "
                                                      "train: {lr: .nan}}\n"), *TINY], 2, "finite"),
+    ("run-survival-without-vitals", lambda d: ["run", write(d / "s.yaml", GRAPH), *TINY, "--set",
+                                               "survival_shaping=0.1"], 2, "has none. Fix"),
     ("run-unknown-env", lambda d: ["run", write(d / "s.yaml", GRAPH), *TINY, "--env", "no-such-env"], 2, "unknown env"),
     ("run-env-option-type", lambda d: ["run", write(d / "s.yaml", GRAPH), *TINY, "--env-opt", "max_steps=abc"],
      2, "max_steps"),

@@ -107,3 +107,16 @@ def test_classic_evaluation_hooks(classic):
     dead = state.replace(player_health=jnp.zeros_like(state.player_health))
     assert bool(jax.jit(env.is_dead)(dead))
     assert env.step_allowance == 50
+
+
+def test_classic_vitals_read_health_food_drink_energy(classic):
+    """What survival_shaping weighs: health first, then food, drink and energy, as floats."""
+    from flowrl_core.training.survival import survival_reward
+
+    env, (_, state, *_rest) = classic
+    vitals = np.asarray(jax.jit(env.vitals)(state))
+    assert vitals.dtype == np.float32 and vitals.tolist() == [9.0, 9.0, 9.0, 9.0]  # a fresh world
+    hurt = state.replace(player_health=jnp.asarray(4, state.player_health.dtype),
+                         player_drink=jnp.asarray(2, state.player_drink.dtype))
+    assert np.asarray(env.vitals(hurt)).tolist() == [4.0, 9.0, 2.0, 9.0]
+    assert float(survival_reward(env.vitals(state), env.vitals(hurt), env.is_dead(hurt), 0.1)) == pytest.approx(-1.2)

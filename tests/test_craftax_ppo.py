@@ -62,3 +62,21 @@ def test_craftax_classic_ppo_smoke():
     assert len(set(ro.frames.reshape(len(ro.frames), -1).sum(1).tolist())) > 1  # the picture changes as it acts
     gif = frames_to_gif(ro.frames, captions=ro.captions)
     assert gif[:6] in (b"GIF87a", b"GIF89a")
+
+
+@pytest.mark.slow
+def test_craftax_survival_shaping_trains_and_counts_deaths():
+    """survival_shaping on the real env: the update compiles with the vitals in the reward, and
+    the death rate is reported (a random start dies rarely in a few steps, so only its range)."""
+    env = make_env("Craftax-Classic-Symbolic-v1")
+    specs = {"Collect_Wood": SkillSpec("Collect_Wood", gains={"wood": 1})}
+    cfg = PPOConfig.tiny_profile(num_envs=NUM_ENVS, num_steps=NUM_STEPS, total_timesteps=UPDATES * NUM_ENVS * NUM_STEPS,
+                                 width=32, depth=1, checkpoint_every=0, reset_bank_size=NUM_ENVS,
+                                 survival_shaping=0.1, max_steps=4)
+    rows: list[dict] = []
+    result = train(env, env.default_params, [PlanStep("Collect_Wood", 1)], specs, {"Collect_Wood": 0}, cfg,
+                   on_metrics=rows.append)
+    assert result.frames == UPDATES * NUM_ENVS * NUM_STEPS
+    finished = [r for r in rows if r["episodes"]]
+    assert finished, rows  # a 4-step budget ends episodes within every update
+    assert all(0.0 <= r["death_rate"] <= 1.0 and math.isfinite(r["mean_reward"]) for r in finished)

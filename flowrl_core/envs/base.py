@@ -59,11 +59,13 @@ class Env(Protocol):
         ...
 
 
-# Optional, read by flowrl_core.evaluation when present (episode traces get richer):
+# Optional, read by flowrl_core.evaluation (and the trainer) when present (episode traces get richer):
 #   action_names: tuple[str, ...]                 -- names of the actions, by id
 #   block_names: tuple[str, ...]                  -- names of the world's block types
 #   nearby_blocks(state) -> bool[len(block_names)] -- block types around the agent (crafting range)
 #   is_dead(state) -> bool                        -- the episode ended by death (vs. the env's horizon)
+#   vitals(state) -> float32[V]                   -- health first, then food, drink...: what the
+#                                                    trainer's survival_shaping weighs (training.survival)
 
 
 class ResetBank(NamedTuple):

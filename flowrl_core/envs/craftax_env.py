@@ -199,6 +199,11 @@ class CraftaxEnv:
         types = jnp.arange(len(self.block_names))
         return jnp.any(inside[:, None] & (blocks[:, None] == types[None, :]), axis=0)
 
+    def vitals(self, state: PyTree) -> jax.Array:
+        """float32[4]: health, food, drink, energy (what ``survival_shaping`` weighs)."""
+        return jnp.stack([jnp.asarray(v, jnp.float32) for v in (state.player_health, state.player_food,
+                                                                 state.player_drink, state.player_energy)])
+
     def is_dead(self, state: PyTree) -> jax.Array:
         """The episode ended by death (health gone, or standing in lava), not by the horizon."""
         world = self._level_map(state)

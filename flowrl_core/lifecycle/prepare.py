@@ -140,6 +140,7 @@ def prepare_graph_run(doc: SkillFileDoc, settings: RunSettings) -> GraphRunPlan:
     from flowrl_core.envs import make_env_and_params
     from flowrl_core.lifecycle.trainers import resolve_trainer
     from flowrl_core.training.predicates import block_names, check_specs_for_env
+    from flowrl_core.training.survival import check_survival
 
     planner = Planner(doc.specs)
     graph = planner.graph
@@ -156,6 +157,8 @@ def prepare_graph_run(doc: SkillFileDoc, settings: RunSettings) -> GraphRunPlan:
     in_plans = sorted({step.skill for plan in plans.values() for step in plan})
     check_specs_for_env([by_name[n] for n in in_plans], env.item_names, env.achievement_names, env_name=env.name,
                         blocks=block_names(env))
+    for n in targets:
+        check_survival(env, float(configs[n].get("survival_shaping", 0.0)), skill=n)
     store_exists = Store.probe(settings.store, storage_options=dict(settings.storage_options))
     _check_dependencies(settings, targets, plans, store_exists)
     budgets = {n: planned_frames(configs[n]) for n in targets}

@@ -53,6 +53,10 @@ class PPOConfig:
     # finished every prerequisite step) instead of a fresh world; 0 = off.  Never in evaluation.
     frontier_reset_prob: float = 0.0
     frontier_buffer_size: int | None = None  # frontier states kept; None: num_envs
+    # Weight of the change in the agent's health, food, drink and energy added to every step's
+    # reward (a death counts as losing all health); 0 = off.  Needs an env with vitals (Craftax):
+    # flowrl_core.training.survival.
+    survival_shaping: float = 0.0
     # Episodes the analyse subtask rolls out after training (trained policy and random baseline
     # alike; flowrl_core.analysis); 0 turns the analysis off.  Not a PPO setting: the trainer ignores it.
     analysis_episodes: int = 32
@@ -134,7 +138,8 @@ BOUNDS: dict[str, tuple[float, float, bool]] = {
     "reset_bank_size": (1, 10_000_000, False), "bank_refresh": (0, 10_000_000, False),
     "shaping": (0.0, 100.0, False), "completion_reward": (0.0, 1_000.0, False), "block_size": (1, 1_000_000, False),
     "max_steps": (1, 10_000_000, False), "frontier_reset_prob": (0.0, 1.0, False),
-    "frontier_buffer_size": (1, 1_000_000, False), "analysis_episodes": (0, 100_000, False),
+    "frontier_buffer_size": (1, 1_000_000, False), "survival_shaping": (0.0, 100.0, False),
+    "analysis_episodes": (0, 100_000, False),
 }
 
 

@@ -31,6 +31,10 @@ Choices that differ from a single-network PPO, and why:
   own step without re-walking the plan.  Such episodes are counted in frames like any other but
   kept out of the success rate (``frontier_*`` metrics report them), so the success rate and
   early stopping still measure whole-plan attempts from fresh worlds.
+* **Survival shaping** (``survival_shaping`` > 0, :mod:`flowrl_core.training.survival`): the
+  change in health, food, drink and energy, weighted, is added to every step's reward, and a
+  death costs the health that was left, so a long plan's experts learn not to die on the way.
+  Deaths are counted either way (``death_rate``: finished fresh-world episodes that ended in death).
 """
 
 from __future__ import annotations
@@ -64,6 +68,7 @@ from flowrl_core.training.moe import (
     set_expert,
 )
 from flowrl_core.training.predicates import CompiledPlan, compile_for_env, nearby
+from flowrl_core.training.survival import check_survival, died, survival_reward
 
 PyTree = Any
 CHECKPOINT_FORMAT = "flowrl-ppo-v1"
@@ -146,6 +151,7 @@ class Transition(NamedTuple):
     out_of_budget: jax.Array  # the episode ended because its step budget ran out
     frontier: jax.Array  # the episode that ended here had started from a frontier state
     restart_frontier: jax.Array  # the episode that starts after this step starts from a frontier state
+    died: jax.Array  # the episode ended here by the agent's death
 
 
 @dataclass
@@ -245,6 +251,9 @@ def make_update_fn(env: Env, env_params: PyTree, plan: CompiledPlan, net: MoEAct
     v_ach = jax.vmap(env.achievements)
     v_eval = jax.vmap(plan.evaluate)
     v_near = jax.vmap(lambda s: nearby(env, s))
+    v_died = jax.vmap(lambda s: died(env, s))
+    survival_w = float(config.survival_shaping)
+    v_vitals = jax.vmap(env.vitals) if survival_w > 0 else None
 
     def save_frontier(buf: FrontierBuffer, reach: jax.Array, obs: jax.Array, state: PyTree,
                       ep_len: jax.Array) -> FrontierBuffer:
@@ -270,6 +279,9 @@ def make_update_fn(env: Env, env_params: PyTree, plan: CompiledPlan, net: MoEAct
         out = v_step(jax.random.split(k_env, n_env), env_state, action, env_params)
         inv = v_inv(out.state)
         step_done, reward = v_eval(step, prev_inv, inv, start_inv, v_ach(out.state), v_near(out.state))
+        dead = v_died(out.state)
+        if v_vitals is not None:
+            reward = reward + survival_reward(v_vitals(env_state), v_vitals(out.state), dead, survival_w)
         last = step == n_plan - 1
         success = step_done & last
         ep_len = ep_len + 1
@@ -287,7 +299,7 @@ def make_update_fn(env: Env, env_params: PyTree, plan: CompiledPlan, net: MoEAct
             use_frontier = (ep_end & (frontier.size > 0)
                             & (jax.random.uniform(k_use, (n_env,)) < config.frontier_reset_prob))
         transition = Transition(obs, expert, action, log_prob, value, reward, step_done | ep_end, ep_end, success,
-                                next_step, ep_len, ep_ret, out_of_budget, from_frontier, use_frontier)
+                                next_step, ep_len, ep_ret, out_of_budget, from_frontier, use_frontier, dead & ep_end)
         obs2, state2, bank = reset_done(bank, ep_end & ~use_frontier, out.obs, out.state)
         restart_step = jnp.zeros_like(next_step)
         restart_len = jnp.zeros_like(ep_len)
@@ -341,7 +353,7 @@ def make_update_fn(env: Env, env_params: PyTree, plan: CompiledPlan, net: MoEAct
         reached_hist = jnp.sum(jax.nn.one_hot(traj.reached, n_plan, dtype=jnp.int32) * ended[..., None], axis=(0, 1))
         metrics = {
             "episodes": ended.sum(), "successes": (traj.success & ended).sum(),
-            "out_of_budget": (traj.out_of_budget & ended).sum(),
+            "out_of_budget": (traj.out_of_budget & ended).sum(), "deaths": (traj.died & ended).sum(),
             "frontier_episodes": ended_frontier.sum(), "frontier_successes": (traj.success & ended_frontier).sum(),
             "episode_starts": traj.ep_end.sum(), "frontier_starts": traj.restart_frontier.sum(),
             "reached_ge": jnp.cumsum(reached_hist[::-1])[::-1],  # episodes that entered step j
@@ -507,6 +519,7 @@ def _metrics_rows(m: Mapping[str, np.ndarray], first_update: int, batch: int, k:
             "mean_episode_length": float(m["ep_len_sum"][i]) / episodes if episodes else None,
             "mean_return": float(m["return_sum"][i]) / episodes if episodes else None,
             "out_of_budget": float(m["out_of_budget"][i]) / episodes if episodes else None,
+            "death_rate": float(m["deaths"][i]) / episodes if episodes else None,
             "frontier_episodes": int(m["frontier_episodes"][i]),
             "frontier_success_rate": (float(m["frontier_successes"][i]) / int(m["frontier_episodes"][i])
                                       if int(m["frontier_episodes"][i]) else None),
@@ -535,6 +548,7 @@ class TrainingParts(NamedTuple):
 def build_training(env: Env, plan: Sequence[PlanStep], specs: Mapping[str, SkillSpec],
                    expert_of_skill: Mapping[str, int], config: PPOConfig) -> TrainingParts:
     k = _num_local_experts(expert_of_skill, plan)
+    check_survival(env, config.survival_shaping)
     compiled = compile_for_env(env, plan, specs, expert_of_skill, shaping=config.shaping,
                                completion_reward=config.completion_reward)
     net = MoEActorCritic(num_experts=k, num_actions=env.num_actions, width=config.width, depth=config.depth,
