@@ -27,7 +27,8 @@ from flowrl_core.envs.base import Env
 from flowrl_core.evaluation.policies import Policy
 from flowrl_core.evaluation.records import EndReason, EpisodeTrace, StepTrace
 from flowrl_core.skills.spec import PlanStep, SkillSpec
-from flowrl_core.training.predicates import CompiledPlan, compile_for_env
+from flowrl_core.training.predicates import CompiledPlan, block_names, compile_for_env, nearby
+from flowrl_core.training.survival import died
 
 PyTree = Any
 EVAL_STREAM = 0x5EED_E7A1  # folded into the seed: evaluation keys never coincide with a trainer's
@@ -73,13 +74,11 @@ def make_rollout(env: Env, env_params: PyTree, plan: CompiledPlan, goal: Compile
     through the same compiled function as the policy, on the same worlds.
     """
     n_plan = plan.num_steps
-    has_near = hasattr(env, "nearby_blocks") and hasattr(env, "block_names")
-    n_blocks = len(env.block_names) if has_near else 0
-    has_dead = hasattr(env, "is_dead")
+    n_blocks = len(block_names(env))
     v_step = jax.vmap(env.step, in_axes=(0, 0, 0, None))
     v_inv, v_ach = jax.vmap(env.inventory), jax.vmap(env.achievements)
-    v_near = jax.vmap(env.nearby_blocks) if has_near else None
-    v_dead = jax.vmap(env.is_dead) if has_dead else None
+    v_near = jax.vmap(lambda s: nearby(env, s))
+    v_dead = jax.vmap(lambda s: died(env, s))
     v_plan, v_goal = jax.vmap(plan.evaluate), jax.vmap(goal.evaluate)
 
     def body(params: PyTree, uniform: jax.Array, max_steps: jax.Array, c: _Carry) -> _Carry:
@@ -93,7 +92,7 @@ def make_rollout(env: Env, env_params: PyTree, plan: CompiledPlan, goal: Compile
         prev_inv = v_inv(c.state)
         out = v_step(jax.random.split(k_env, e), c.state, action, env_params)
         inv, ach = v_inv(out.state), v_ach(out.state)
-        near = v_near(out.state) if has_near else jnp.zeros((e, 0), bool)
+        near = v_near(out.state)
         t1 = c.t + 1
         step_done, _ = v_plan(c.plan_step, prev_inv, inv, c.step_start_inv, ach, near)
         step_done = step_done & live & ~c.plan_done
@@ -101,7 +100,7 @@ def make_rollout(env: Env, env_params: PyTree, plan: CompiledPlan, goal: Compile
         success = goal_done & live
         env_end = out.done.astype(bool) & live
         ended = success | env_end | (live & (t1 >= max_steps))
-        dead = v_dead(out.state) if has_dead else jnp.zeros((e,), bool)
+        dead = v_dead(out.state)
         code = jnp.where(success, 1, jnp.where(env_end, jnp.where(dead, 3, 4), 2))
 
         idx = jnp.arange(n_plan)[None, :]

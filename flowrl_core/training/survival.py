@@ -22,10 +22,6 @@ import jax.numpy as jnp
 from flowrl_core.training.config import ConfigError
 
 
-def has_vitals(env: object) -> bool:
-    return hasattr(env, "vitals")
-
-
 def died(env: object, state: object) -> jax.Array:
     """The env's ``is_dead(state)`` (one env), False for an env that cannot die."""
     fn = getattr(env, "is_dead", None)
@@ -41,7 +37,7 @@ def survival_reward(prev_vitals: jax.Array, vitals: jax.Array, dead: jax.Array, 
 
 def check_survival(env: object, weight: float, skill: str | None = None) -> None:
     """Refuse ``survival_shaping`` on an env that has no vitals, before anything trains."""
-    if weight > 0 and not has_vitals(env):
+    if weight > 0 and not hasattr(env, "vitals"):
         who = f"skill {skill!r}: " if skill else ""
         raise ConfigError(
             f"{who}survival_shaping={weight} needs an env that reports health (vitals); {getattr(env, 'name', env)!r} "
