@@ -48,6 +48,12 @@ def flowrl(*args: str, timeout: float | None = None) -> subprocess.CompletedProc
                           text=True, timeout=timeout)
 
 
+def _top_cause(report: dict[str, Any]) -> str:
+    """The commonest cause of death in an eval report ("-" when nothing died or the env cannot say)."""
+    causes = report.get("death_causes") or {}
+    return max(causes, key=causes.get) if causes else "-"
+
+
 def target_of(skill: str, report: dict[str, Any] | None, wall_s: float | None) -> str:
     """The issue-13 bar for this skill, and whether it was met."""
     if report is None:
@@ -153,18 +159,20 @@ def main(argv: list[str] | None = None) -> int:
             row["flat_ppo"] = stats.to_dict()
         print(f"flat PPO: {trained:,} frames in {time.perf_counter() - t0:.0f}s", flush=True)
     header = (f"{'skill':<18} {'frames':>9} {'wall s':>7} {'budget':>6} {'trained':>7} {'random':>6} {'margin':>7}"
-              f"{' flat':>6}  target")
+              f"{' flat':>6} {'died':>5} {'top cause':<10}  target")
     print("\n" + header + "\n" + "-" * len(header))
     for row in rows:
         r = row["report"]
         flat = f"{row['flat_ppo']['success_rate']:6.3f}" if "flat_ppo" in row else "     -"
         wall = f"{row['wall_s']:7.0f}" if row["wall_s"] is not None else "      -"
         if r is None:
-            print(f"{row['skill']:<18} {row['frames']:>9,} {wall} {'-':>6} {'-':>7} {'-':>6} {'-':>7}{flat}  not trained")
+            print(f"{row['skill']:<18} {row['frames']:>9,} {wall} {'-':>6} {'-':>7} {'-':>6} {'-':>7}{flat} {'-':>5} "
+                  f"{'-':<10}  not trained")
             continue
         print(f"{row['skill']:<18} {row['frames']:>9,} {wall} {r['max_steps']:>6} {r['success_rate']:>7.3f} "
               f"{r['baseline']['success_rate']:>6.3f} {r['success_rate'] - r['baseline']['success_rate']:>+7.3f}"
-              f"{flat}  {target_of(row['skill'], r, row['cumulative_wall_s'])}")
+              f"{flat} {r['end_reasons'].get('death', 0.0):>5.0%} {_top_cause(r):<10}  "
+              f"{target_of(row['skill'], r, row['cumulative_wall_s'])}")
     if run_wall is not None:
         print(f"\nflowrl run wall time: {run_wall:.0f}s ({run_wall / 3600:.2f} h)")
     Path(args.json).write_text(json.dumps({"store": args.store, "profile": args.profile, "run_wall_s": run_wall,

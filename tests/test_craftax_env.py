@@ -109,6 +109,31 @@ def test_classic_evaluation_hooks(classic):
     assert env.step_allowance == 50
 
 
+def test_classic_death_cause_reads_lava_needs_and_attackers(classic):
+    """What evaluation reports a death as: lava first, then a need at 0, then an attacker in reach."""
+    env, (_, state, *_rest) = classic
+    assert env.death_causes == ("lava", "thirst", "hunger", "fatigue", "zombie", "skeleton", "other")
+    cause = jax.jit(env.death_cause)
+    no_mobs = lambda mobs: mobs.replace(mask=jnp.zeros_like(mobs.mask))  # noqa: E731
+    calm = state.replace(zombies=no_mobs(state.zombies), skeletons=no_mobs(state.skeletons))
+    name = lambda s: env.death_causes[int(cause(s))]  # noqa: E731
+    assert name(calm) == "other"
+    x, y = (int(v) for v in state.player_position)
+    assert name(calm.replace(map=calm.map.at[x, y].set(env._lava), player_drink=jnp.zeros_like(state.player_drink))) == "lava"
+    assert name(calm.replace(player_drink=jnp.zeros_like(state.player_drink))) == "thirst"
+    assert name(calm.replace(player_food=jnp.zeros_like(state.player_food))) == "hunger"
+
+    def with_mob(group: str, offset: tuple[int, int]):
+        mobs = getattr(calm, group)
+        pos = mobs.position.at[0].set(state.player_position + jnp.asarray(offset, mobs.position.dtype))
+        return calm.replace(**{group: mobs.replace(position=pos, mask=mobs.mask.at[0].set(True))})
+
+    assert name(with_mob("zombies", (1, 0))) == "zombie"
+    assert name(with_mob("zombies", (1, 1))) == "other"  # diagonal: a zombie cannot strike from there
+    assert name(with_mob("skeletons", (4, 1))) == "skeleton"
+    assert name(with_mob("skeletons", (6, 3))) == "other"
+
+
 def test_classic_vitals_read_health_food_drink_energy(classic):
     """What survival_shaping weighs: health first, then food, drink and energy, as floats."""
     from flowrl_core.training.survival import survival_reward

@@ -66,6 +66,7 @@ def test_trained_expert_beats_random_and_results_repeat_for_a_seed(stores):
     assert report["mean_steps"] < report["baseline"]["mean_steps"]
     assert report["plan_steps"][0]["skill"] == "Collect_Wood" and report["plan_steps"][0]["reached"] == 1.0
     assert report["achievements"]["collect_wood"] >= report["success_rate"]
+    assert report["death_causes"] == {} == report["baseline"]["death_causes"]  # the gridworld never kills
     assert _eval_json(trained, "--seed", "5") == report
 
 

@@ -147,3 +147,48 @@ def test_recorded_evaluations_latest_first_traces_beside_the_run(report, mem_url
     assert got == later and got.traces == ()  # the per-skill record is the slim one
     with_traces = EvalReport.from_dict(store.run("Place-Table-run1").read_doc("evaluation.json"))
     assert with_traces.traces == report.traces and len(with_traces.traces) == 64
+
+
+class MortalCorridor(Corridor):
+    """The corridor with a pit past its left wall: stepping left from the first cell kills."""
+
+    death_causes = ("pit", "other")
+
+    def step(self, key, state, action, params):
+        out = super().step(key, state, action, params)
+        fell = (action == LEFT) & (state.pos == 0)
+        s = out.state._replace(pos=jnp.where(fell, -1, out.state.pos).astype(jnp.int32))
+        return out._replace(state=s, done=out.done | fell)
+
+    def is_dead(self, state):
+        return state.pos < 0
+
+    def death_cause(self, state):
+        return jnp.where(state.pos < 0, 0, 1).astype(jnp.int32)
+
+
+def test_deaths_are_counted_by_the_cause_the_env_names():
+    """A random walker falls into the pit; the scripted policy never does.  Causes are per episode,
+    sum to the death rate, survive the JSON round trip, and the failure analysis names them."""
+    from flowrl_core.analysis import analyse_failures
+
+    env = MortalCorridor(length=LENGTH)
+    params = env.default_params._replace(max_steps=500)
+    rep = evaluate_against_random(env, params, PLAN, SPECS, scripted(env), env_name="Mortal-v0",
+                                  episodes=64, max_steps=40, seed=3)
+    assert rep.result.end_reasons["death"] == 0 and rep.result.death_causes == {}
+    assert all(t.death_cause is None for t in rep.traces)
+    died = rep.baseline.end_reasons["death"]
+    assert died > 0.5  # from the left half, a uniform walker steps left at the wall within 40 steps
+    assert rep.baseline.death_causes == {"pit": pytest.approx(died)}
+    assert {t.death_cause for t in rep.baseline_traces if t.end is EndReason.DEATH} == {"pit"}
+    assert all(t.death_cause is None for t in rep.baseline_traces if t.end is not EndReason.DEATH)
+    back = EvalReport.from_dict(json.loads(json.dumps(rep.to_dict(with_traces=True))))
+    assert back.baseline.death_causes == rep.baseline.death_causes and back.baseline_traces == rep.baseline_traces
+    fa = analyse_failures(list(rep.baseline_traces), [("Collect_Wood", 2), ("Place_Table", 1)], target=0.9)
+    assert "before the agent dies (pit 100 %)" in fa.summary
+    assert fa.death_causes == {"pit": pytest.approx(died / (1 - rep.baseline.success_rate))}
+
+
+def test_an_env_that_cannot_name_causes_reports_none(report):
+    assert report.baseline.death_causes == {} and all(t.death_cause is None for t in report.baseline_traces)

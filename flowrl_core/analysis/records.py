@@ -131,18 +131,21 @@ class FailureAnalysis:
     end_reasons: Mapping[str, float]  # EndReason value -> fraction of failed episodes
     last_actions: tuple[tuple[str, float], ...]  # most common actions among failed episodes' last ones
     summary: str  # one plain sentence
+    death_causes: Mapping[str, float] = field(default_factory=dict)  # cause -> fraction of failed episodes
 
     def to_dict(self) -> dict[str, Any]:
         return {"success_rate": self.success_rate, "target": self.target, "steps": [s.to_dict() for s in self.steps],
                 "stall_step": self.stall_step, "end_reasons": dict(self.end_reasons),
-                "last_actions": [[a, f] for a, f in self.last_actions], "summary": self.summary}
+                "last_actions": [[a, f] for a, f in self.last_actions], "summary": self.summary,
+                "death_causes": dict(self.death_causes)}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "FailureAnalysis":
         return cls(float(d["success_rate"]), float(d["target"]), tuple(StepReach.from_dict(s) for s in d["steps"]),
                    None if d.get("stall_step") is None else int(d["stall_step"]),
                    {str(k): float(v) for k, v in d["end_reasons"].items()},
-                   tuple((str(a), float(f)) for a, f in d["last_actions"]), str(d["summary"]))
+                   tuple((str(a), float(f)) for a, f in d["last_actions"]), str(d["summary"]),
+                   {str(k): float(v) for k, v in (d.get("death_causes") or {}).items()})
 
 
 @dataclass(frozen=True)

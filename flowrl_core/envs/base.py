@@ -64,6 +64,8 @@ class Env(Protocol):
 #   block_names: tuple[str, ...]                  -- names of the world's block types
 #   nearby_blocks(state) -> bool[len(block_names)] -- block types around the agent (crafting range)
 #   is_dead(state) -> bool                        -- the episode ended by death (vs. the env's horizon)
+#   death_causes: tuple[str, ...]                 -- names of what can kill the agent, with
+#   death_cause(state) -> int32                   -- the likeliest one for a dead ``state`` (an index)
 #   vitals(state) -> float32[V]                   -- health first, then food, drink...: what the
 #                                                    trainer's survival_shaping weighs (training.survival)
 

@@ -116,6 +116,14 @@ def _full_inventory(inv: Any) -> list[jax.Array]:
     return [counts[name] for name in CLASSIC_ITEM_NAMES + FULL_EXTRA_ITEMS]
 
 
+# What can kill the agent besides lava, in the order death_cause checks them.
+_NEEDS = (("thirst", "player_drink"), ("hunger", "player_food"), ("fatigue", "player_energy"))
+# (cause, state field, reach in L1 steps): a zombie strikes from an adjacent cell; a skeleton
+# shoots from 4-5 cells (or closer when cornered), so an arrow death has its skeleton within 6.
+_CLASSIC_ATTACKERS = (("zombie", "zombies", 1), ("skeleton", "skeletons", 6))
+_FULL_ATTACKERS = (("melee_mob", "melee_mobs", 1), ("ranged_mob", "ranged_mobs", 6))
+
+
 class CraftaxEnv:
     """A Craftax symbolic env behind the flowrl protocol (step never auto-resets)."""
 
@@ -155,6 +163,9 @@ class CraftaxEnv:
                                                                               key=lambda b: b.value))
         self._close_blocks = consts.CLOSE_BLOCKS if hasattr(consts, "CLOSE_BLOCKS") else None
         self._lava = int(consts.BlockType.LAVA.value)
+        self._attackers = _CLASSIC_ATTACKERS if self.classic else _FULL_ATTACKERS
+        self.death_causes: tuple[str, ...] = (("lava",) + tuple(n for n, _ in _NEEDS)
+                                              + tuple(n for n, _, _ in self._attackers) + ("other",))
 
     def __repr__(self) -> str:
         return f"CraftaxEnv({self.name!r})"
@@ -209,6 +220,26 @@ class CraftaxEnv:
         world = self._level_map(state)
         in_lava = world[state.player_position[0], state.player_position[1]] == self._lava
         return (state.player_health <= 0) | in_lava
+
+    def death_cause(self, state: PyTree) -> jax.Array:
+        """int32 index into :attr:`death_causes`: the likeliest cause of the death ``state`` shows.
+
+        Craftax does not record what dealt the last point of damage, so it is read off the state
+        in this order: standing in lava; a need at 0 (thirst, hunger, fatigue: health then drains
+        every few steps, whatever else hits); an attacker in reach (a zombie or melee mob next to
+        the agent, a skeleton or ranged mob within arrow range -- the arrow itself is gone once it
+        hits); else ``other``."""
+        world = self._level_map(state)
+        checks = [world[state.player_position[0], state.player_position[1]] == self._lava]
+        checks += [jnp.asarray(getattr(state, field)) <= 0 for _, field in _NEEDS]
+        for _, group, reach in self._attackers:
+            mobs = getattr(state, group)
+            pos, mask = (mobs.position, mobs.mask) if self.classic else (mobs.position[state.player_level],
+                                                                         mobs.mask[state.player_level])
+            dist = jnp.sum(jnp.abs(pos - state.player_position[None, :]), axis=-1)
+            checks.append(jnp.any(mask & (dist <= reach)))
+        checks.append(jnp.asarray(True))
+        return jnp.argmax(jnp.stack(checks)).astype(jnp.int32)
 
     def render(self, state: PyTree) -> jax.Array:
         """uint8[H, W, 3]: Craftax's own picture of the agent's view and inventory (16-px tiles).

@@ -14,6 +14,7 @@ here imports JAX.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -103,6 +104,7 @@ class EpisodeTrace:
     inventory_end: Mapping[str, int]
     achievements_end: tuple[str, ...]
     last_actions: tuple[str, ...]  # the episode's last actions, oldest first (names where the env has them)
+    death_cause: str | None = None  # for a death: the env's likeliest cause (None: not a death, or the env cannot say)
 
     @property
     def stalled_step(self) -> int | None:
@@ -113,7 +115,8 @@ class EpisodeTrace:
         return {"episode": self.episode, "success": self.success, "steps": self.steps, "end": self.end.value,
                 "plan_completed": self.plan_completed, "plan_steps_completed": self.plan_steps_completed,
                 "step_traces": [s.to_dict() for s in self.step_traces], "inventory_end": dict(self.inventory_end),
-                "achievements_end": list(self.achievements_end), "last_actions": list(self.last_actions)}
+                "achievements_end": list(self.achievements_end), "last_actions": list(self.last_actions),
+                "death_cause": self.death_cause}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "EpisodeTrace":
@@ -121,7 +124,8 @@ class EpisodeTrace:
                    bool(d["plan_completed"]), int(d["plan_steps_completed"]),
                    tuple(StepTrace.from_dict(s) for s in d["step_traces"]),
                    {str(k): int(v) for k, v in d["inventory_end"].items()}, tuple(d["achievements_end"]),
-                   tuple(str(a) for a in d["last_actions"]))
+                   tuple(str(a) for a in d["last_actions"]),
+                   None if d.get("death_cause") is None else str(d["death_cause"]))
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
@@ -172,13 +176,16 @@ class PolicyStats:
     plan_steps: tuple[PlanStepStats, ...]
     achievements: Mapping[str, float]  # fraction of episodes that unlocked each achievement
     end_reasons: Mapping[str, float]  # fraction of episodes per EndReason value
+    # fraction of episodes that died of each cause (the env's names; empty where it cannot say);
+    # they sum to end_reasons["death"]
+    death_causes: Mapping[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"policy": self.policy, "episodes": self.episodes, "successes": self.successes,
                 "success_rate": self.success_rate, "success_ci95": list(self.success_ci95),
                 "mean_steps": self.mean_steps, "mean_episode_steps": self.mean_episode_steps,
                 "plan_steps": [s.to_dict() for s in self.plan_steps], "achievements": dict(self.achievements),
-                "end_reasons": dict(self.end_reasons)}
+                "end_reasons": dict(self.end_reasons), "death_causes": dict(self.death_causes)}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "PolicyStats":
@@ -187,7 +194,8 @@ class PolicyStats:
                    (float(lo), float(hi)), None if d.get("mean_steps") is None else float(d["mean_steps"]),
                    float(d["mean_episode_steps"]), tuple(PlanStepStats.from_dict(s) for s in d["plan_steps"]),
                    {str(k): float(v) for k, v in d["achievements"].items()},
-                   {str(k): float(v) for k, v in d["end_reasons"].items()})
+                   {str(k): float(v) for k, v in d["end_reasons"].items()},
+                   {str(k): float(v) for k, v in (d.get("death_causes") or {}).items()})
 
 
 def summarize(policy: str, traces: Sequence[EpisodeTrace], plan: Sequence[tuple[str, int]],
@@ -208,12 +216,14 @@ def summarize(policy: str, traces: Sequence[EpisodeTrace], plan: Sequence[tuple[
         for a in t.achievements_end:
             unlocked[a] = unlocked.get(a, 0) + 1
     ends = {r.value: sum(1 for t in traces if t.end is r) / n for r in EndReason}
+    causes = Counter(t.death_cause for t in traces if t.end is EndReason.DEATH and t.death_cause is not None)
     return PolicyStats(
         policy=policy, episodes=n, successes=len(wins), success_rate=len(wins) / n,
         success_ci95=wilson_interval(len(wins), n),
         mean_steps=sum(t.steps for t in wins) / len(wins) if wins else None,
         mean_episode_steps=sum(t.steps for t in traces) / n, plan_steps=tuple(steps_stats),
-        achievements={a: c / n for a, c in unlocked.items()}, end_reasons=ends)
+        achievements={a: c / n for a, c in unlocked.items()}, end_reasons=ends,
+        death_causes={k: c / n for k, c in causes.most_common()})
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from flowrl_core.evaluation.policies import Policy
 from flowrl_core.evaluation.records import EndReason, EpisodeTrace, StepTrace
 from flowrl_core.skills.spec import PlanStep, SkillSpec
 from flowrl_core.training.predicates import CompiledPlan, block_names, compile_for_env, nearby
-from flowrl_core.training.survival import died
+from flowrl_core.training.survival import cause_of_death, died
 
 PyTree = Any
 EVAL_STREAM = 0x5EED_E7A1  # folded into the seed: evaluation keys never coincide with a trainer's
@@ -58,6 +58,7 @@ class _Carry(NamedTuple):
     ach_start: jax.Array  # bool[E, S, A]
     ach_end: jax.Array  # bool[E, S, A]
     near_end: jax.Array  # bool[E, S, B] (B = 0 when the env does not expose nearby blocks)
+    cause: jax.Array  # int32[E]: index into env.death_causes for a death, else -1
     key: jax.Array
 
 
@@ -79,6 +80,7 @@ def make_rollout(env: Env, env_params: PyTree, plan: CompiledPlan, goal: Compile
     v_inv, v_ach = jax.vmap(env.inventory), jax.vmap(env.achievements)
     v_near = jax.vmap(lambda s: nearby(env, s))
     v_dead = jax.vmap(lambda s: died(env, s))
+    v_cause = jax.vmap(lambda s: cause_of_death(env, s))
     v_plan, v_goal = jax.vmap(plan.evaluate), jax.vmap(goal.evaluate)
 
     def body(params: PyTree, uniform: jax.Array, max_steps: jax.Array, c: _Carry) -> _Carry:
@@ -102,6 +104,7 @@ def make_rollout(env: Env, env_params: PyTree, plan: CompiledPlan, goal: Compile
         ended = success | env_end | (live & (t1 >= max_steps))
         dead = v_dead(out.state)
         code = jnp.where(success, 1, jnp.where(env_end, jnp.where(dead, 3, 4), 2))
+        cause = jnp.where(ended & (code == 3), v_cause(out.state), c.cause)
 
         idx = jnp.arange(n_plan)[None, :]
         mark_end = (idx == c.plan_step[:, None]) & step_done[:, None]
@@ -132,7 +135,8 @@ def make_rollout(env: Env, env_params: PyTree, plan: CompiledPlan, goal: Compile
             completed=c.completed + step_done.astype(jnp.int32),
             step_start_inv=jnp.where(step_done[:, None], inv, c.step_start_inv), inv0=c.inv0,
             actions=jnp.where(slot, action[:, None], c.actions), st_start=st_start, st_end=st_end,
-            inv_start=inv_start, inv_end=inv_end, inv_pre=inv_pre, ach_start=ach_start, ach_end=ach_end, near_end=near_end, key=key)
+            inv_start=inv_start, inv_end=inv_end, inv_pre=inv_pre, ach_start=ach_start, ach_end=ach_end, near_end=near_end,
+            cause=cause, key=key)
 
     def run(params: PyTree, key: jax.Array, uniform: jax.Array, reset_keys: jax.Array, max_steps: jax.Array):
         e = reset_keys.shape[0]
@@ -150,13 +154,13 @@ def make_rollout(env: Env, env_params: PyTree, plan: CompiledPlan, goal: Compile
             inv_start=jnp.where(first[..., None], inv[:, None, :], jnp.zeros((e, n_plan, n_items), jnp.int32)),
             inv_end=jnp.zeros((e, n_plan, n_items), jnp.int32), inv_pre=jnp.zeros((e, n_plan, n_items), jnp.int32),
             ach_start=first[..., None] & ach[:, None, :], ach_end=jnp.zeros((e, n_plan, n_ach), bool),
-            near_end=jnp.zeros((e, n_plan, n_blocks), bool), key=key)
+            near_end=jnp.zeros((e, n_plan, n_blocks), bool), cause=jnp.full((e,), -1, jnp.int32), key=key)
         c = jax.lax.while_loop(lambda c: (c.t < max_steps) & ~jnp.all(c.over),
                                lambda c: body(params, uniform, max_steps, c), c)
         inv_fin, ach_fin = v_inv(c.state), v_ach(c.state)
         return {k: getattr(c, k) for k in ("success", "end_code", "steps", "plan_done", "completed", "actions",
                                            "st_start", "st_end", "inv_start", "inv_end", "inv_pre", "ach_start", "ach_end",
-                                           "near_end")} | {"inv_fin": inv_fin, "ach_fin": ach_fin}
+                                           "near_end", "cause")} | {"inv_fin": inv_fin, "ach_fin": ach_fin}
 
     return jax.jit(run)
 
@@ -187,6 +191,7 @@ def traces_from_arrays(env: Env, plan: Sequence[PlanStep], raw: Mapping[str, np.
     items, achs = env.item_names, env.achievement_names
     action_names = getattr(env, "action_names", None)
     blocks = getattr(env, "block_names", None) if raw["near_end"].shape[-1] else None
+    causes = tuple(getattr(env, "death_causes", ()))
     n_plan = len(plan)
     traces = []
     for e in range(raw["success"].shape[0]):
@@ -208,10 +213,11 @@ def traces_from_arrays(env: Env, plan: Sequence[PlanStep], raw: Mapping[str, np.
         ids = [int(ring[(steps - n_last + i) % ring.shape[0]]) for i in range(n_last)]
         last = tuple(action_names[a] if action_names and 0 <= a < len(action_names) else str(a) for a in ids)
         code = int(raw["end_code"][e])
+        cause = int(raw["cause"][e])
         traces.append(EpisodeTrace(
             episode=e, success=bool(raw["success"][e]), steps=steps,
             end=_END_CODES[code] if code else EndReason.BUDGET, plan_completed=bool(raw["plan_done"][e]),
             plan_steps_completed=completed, step_traces=step_traces,
             inventory_end=_sparse(items, raw["inv_fin"][e]), achievements_end=_flags(achs, raw["ach_fin"][e]),
-            last_actions=last))
+            last_actions=last, death_cause=causes[cause] if 0 <= cause < len(causes) else None))
     return traces

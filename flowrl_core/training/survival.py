@@ -28,6 +28,13 @@ def died(env: object, state: object) -> jax.Array:
     return jnp.asarray(fn(state), jnp.bool_) if fn is not None else jnp.zeros((), jnp.bool_)
 
 
+def cause_of_death(env: object, state: object) -> jax.Array:
+    """int32 index into ``env.death_causes`` for a dead ``state`` (one env); -1 where the env
+    cannot tell causes apart."""
+    fn = getattr(env, "death_cause", None)
+    return jnp.asarray(fn(state), jnp.int32) if fn is not None else jnp.asarray(-1, jnp.int32)
+
+
 def survival_reward(prev_vitals: jax.Array, vitals: jax.Array, dead: jax.Array, weight: float) -> jax.Array:
     """float32[...]: ``weight`` × the change of the vitals over one step (last axis: health
     first), with the health after a death counted as 0."""

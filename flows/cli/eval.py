@@ -31,8 +31,10 @@ default to what the skill's last training run used (its ``job.json``).
                       "mean_steps": float|null}],
       "achievements": {name: float},   # fraction of episodes that unlocked each achievement
       "end_reasons": {"success"|"budget"|"death"|"env_end": float},
+      "death_causes": {cause: float},  # fraction of episodes dying of each cause (sums to end_reasons.death;
+                                       # Craftax: lava, thirst, hunger, fatigue, zombie, skeleton, other)
       "baseline": {"policy": "random", "episodes", "successes", "success_rate", "success_ci95",
-                   "mean_steps", "mean_episode_steps", "plan_steps", "achievements", "end_reasons"}
+                   "mean_steps", "mean_episode_steps", "plan_steps", "achievements", "end_reasons", "death_causes"}
     }
 
 The same numbers for the same seed, store and options.  Exit codes: 0 evaluated, 2 bad input
@@ -105,11 +107,16 @@ def eval_(
     out.print(f"[bold]{report.skill}[/] on {report.env} {report.env_options or ''}: {report.episodes} fresh episodes "
               f"per policy, budget {report.max_steps} steps, seed {report.seed}")
     table = Table()
-    for col in ("policy", "success (95 % CI)", "mean steps to success", "ended by budget"):
+    for col in ("policy", "success (95 % CI)", "mean steps to success", "ended by budget", "died"):
         table.add_column(col)
     for stats in (r, b):
-        table.add_row(stats.policy, _rate(stats), _steps(stats.mean_steps), f"{stats.end_reasons.get('budget', 0):.0%}")
+        table.add_row(stats.policy, _rate(stats), _steps(stats.mean_steps), f"{stats.end_reasons.get('budget', 0):.0%}",
+                      f"{stats.end_reasons.get('death', 0):.0%}")
     out.print(table)
+    if r.death_causes or b.death_causes:
+        out.print("deaths by cause (trained / random): " + ", ".join(
+            f"{c} {r.death_causes.get(c, 0.0):.0%}/{b.death_causes.get(c, 0.0):.0%}"
+            for c in dict.fromkeys([*r.death_causes, *b.death_causes])))
     steps = Table(title="plan steps reached")
     for col in ("#", "step", "trained", "random"):
         steps.add_column(col)
