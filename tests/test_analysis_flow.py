@@ -84,6 +84,7 @@ def test_wrong_prior_is_flagged_corrected_and_retrained_better(tmp_path):
     assert status.returncode == 0, status.stderr
     row = next(s for s in json.loads(status.stdout)["skills"] if s["name"] == "Place_Table")
     assert row["evaluated_success"] == record.success_rate and row["random_success"] == record.random_success_rate
+    assert row["evaluated_deaths"] == 0.0 and row["evaluated_death_cause"] is None  # the gridworld never kills
     before = _success(store_url, "Place_Table")
 
     second = flowrl("run", str(skills), "--store", store_url, "--profile", "tiny", *SETTINGS, "--apply-analysis")

@@ -110,9 +110,9 @@ def test_classic_evaluation_hooks(classic):
 
 
 def test_classic_death_cause_reads_lava_needs_and_attackers(classic):
-    """What evaluation reports a death as: lava first, then a need at 0, then an attacker in reach."""
+    """What evaluation reports a death as: lava first, then an attacker in reach, then a need at 0."""
     env, (_, state, *_rest) = classic
-    assert env.death_causes == ("lava", "thirst", "hunger", "fatigue", "zombie", "skeleton", "other")
+    assert env.death_causes == ("lava", "zombie", "skeleton", "thirst", "hunger", "fatigue", "other")
     cause = jax.jit(env.death_cause)
     no_mobs = lambda mobs: mobs.replace(mask=jnp.zeros_like(mobs.mask))  # noqa: E731
     calm = state.replace(zombies=no_mobs(state.zombies), skeletons=no_mobs(state.skeletons))
@@ -129,19 +129,24 @@ def test_classic_death_cause_reads_lava_needs_and_attackers(classic):
         return calm.replace(**{group: mobs.replace(position=pos, mask=mobs.mask.at[0].set(True))})
 
     assert name(with_mob("zombies", (1, 0))) == "zombie"
+    thirsty = with_mob("zombies", (0, -1)).replace(player_drink=jnp.zeros_like(state.player_drink))
+    assert name(thirsty) == "zombie"  # the last blow, not the thirst that stopped the healing
     assert name(with_mob("zombies", (1, 1))) == "other"  # diagonal: a zombie cannot strike from there
     assert name(with_mob("skeletons", (4, 1))) == "skeleton"
     assert name(with_mob("skeletons", (6, 3))) == "other"
 
 
-def test_classic_vitals_read_health_food_drink_energy(classic):
-    """What survival_shaping weighs: health first, then food, drink and energy, as floats."""
+def test_classic_vitals_read_health_food_and_drink_not_energy(classic):
+    """What survival_shaping weighs: health first, then food and drink, as floats (not energy:
+    paying for it paid for sleeping among zombies)."""
     from flowrl_core.training.survival import survival_reward
 
     env, (_, state, *_rest) = classic
     vitals = np.asarray(jax.jit(env.vitals)(state))
-    assert vitals.dtype == np.float32 and vitals.tolist() == [9.0, 9.0, 9.0, 9.0]  # a fresh world
+    assert vitals.dtype == np.float32 and vitals.tolist() == [9.0, 9.0, 9.0]  # a fresh world
     hurt = state.replace(player_health=jnp.asarray(4, state.player_health.dtype),
                          player_drink=jnp.asarray(2, state.player_drink.dtype))
-    assert np.asarray(env.vitals(hurt)).tolist() == [4.0, 9.0, 2.0, 9.0]
+    assert np.asarray(env.vitals(hurt)).tolist() == [4.0, 9.0, 2.0]
     assert float(survival_reward(env.vitals(state), env.vitals(hurt), env.is_dead(hurt), 0.1)) == pytest.approx(-1.2)
+    asleep = state.replace(player_energy=jnp.asarray(3, state.player_energy.dtype))
+    assert float(survival_reward(env.vitals(asleep), env.vitals(state), env.is_dead(state), 0.1)) == 0.0

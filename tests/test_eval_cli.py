@@ -103,3 +103,25 @@ def test_bad_input_exits_2_with_one_line(stores, args, fragment):
 def test_missing_store_exits_2(tmp_path):
     res = flowrl("eval", "Collect_Wood", "--store", str(tmp_path / "none"))
     assert res.returncode == 2 and "is not a flowrl store" in res.stderr
+
+
+def test_status_shows_how_often_evaluated_episodes_died_and_of_what(tmp_path):
+    """`flowrl status` (the installed command) reads the latest evaluation's deaths."""
+    import jax.numpy as jnp
+
+    from flowrl_core.evaluation import evaluate_against_random, network_policy, record_evaluation
+    from tests.test_evaluation import LENGTH, PLAN, SPECS, MortalCorridor
+
+    env = MortalCorridor(length=LENGTH)
+    walker = network_policy("trained", {}, lambda p, obs: (jnp.zeros((obs.shape[0], env.num_actions)), None))
+    rep = evaluate_against_random(env, env.default_params._replace(max_steps=500), PLAN, SPECS, walker,
+                                  env_name="Mortal-v0", episodes=64, max_steps=40, seed=3)
+    url = str(tmp_path / "store")
+    record_evaluation(Store(url), rep)
+    res = flowrl("status", url, "--json")
+    assert res.returncode == 0, res.stderr
+    row = next(s for s in json.loads(res.stdout)["skills"] if s["name"] == "Place_Table")
+    assert row["evaluated_deaths"] == pytest.approx(rep.result.end_reasons["death"]) and row["evaluated_deaths"] > 0.5
+    assert row["evaluated_death_cause"] == "pit"
+    table = flowrl("status", url)
+    assert table.returncode == 0 and f"died {rep.result.end_reasons['death']:.0%} (pit)" in table.stdout

@@ -192,3 +192,4 @@ def test_deaths_are_counted_by_the_cause_the_env_names():
 
 def test_an_env_that_cannot_name_causes_reports_none(report):
     assert report.baseline.death_causes == {} and all(t.death_cause is None for t in report.baseline_traces)
+

@@ -1,4 +1,4 @@
-"""Survival shaping: what a step's change of health, food, drink and energy is worth, and that
+"""Survival shaping: what a step's change of the vitals (health first) is worth, and that
 an env without vitals is refused rather than trained unshaped."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from flowrl_core.training.config import ConfigError, PPOConfig
 from flowrl_core.training.ppo import train
 from flowrl_core.training.survival import died, survival_reward
 
-FULL = jnp.array([9.0, 9.0, 9.0, 9.0])  # health, food, drink, energy
+FULL = jnp.array([9.0, 9.0, 9.0, 9.0])  # any vitals, health first (four here)
 
 
 def reward(prev, after, dead=False, w=0.1) -> float:

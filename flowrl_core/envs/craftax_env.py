@@ -116,7 +116,7 @@ def _full_inventory(inv: Any) -> list[jax.Array]:
     return [counts[name] for name in CLASSIC_ITEM_NAMES + FULL_EXTRA_ITEMS]
 
 
-# What can kill the agent besides lava, in the order death_cause checks them.
+# What can kill the agent besides lava and attackers (death_cause checks attackers first).
 _NEEDS = (("thirst", "player_drink"), ("hunger", "player_food"), ("fatigue", "player_energy"))
 # (cause, state field, reach in L1 steps): a zombie strikes from an adjacent cell; a skeleton
 # shoots from 4-5 cells (or closer when cornered), so an arrow death has its skeleton within 6.
@@ -164,8 +164,8 @@ class CraftaxEnv:
         self._close_blocks = consts.CLOSE_BLOCKS if hasattr(consts, "CLOSE_BLOCKS") else None
         self._lava = int(consts.BlockType.LAVA.value)
         self._attackers = _CLASSIC_ATTACKERS if self.classic else _FULL_ATTACKERS
-        self.death_causes: tuple[str, ...] = (("lava",) + tuple(n for n, _ in _NEEDS)
-                                              + tuple(n for n, _, _ in self._attackers) + ("other",))
+        self.death_causes: tuple[str, ...] = (("lava",) + tuple(n for n, _, _ in self._attackers)
+                                              + tuple(n for n, _ in _NEEDS) + ("other",))
 
     def __repr__(self) -> str:
         return f"CraftaxEnv({self.name!r})"
@@ -211,9 +211,14 @@ class CraftaxEnv:
         return jnp.any(inside[:, None] & (blocks[:, None] == types[None, :]), axis=0)
 
     def vitals(self, state: PyTree) -> jax.Array:
-        """float32[4]: health, food, drink, energy (what ``survival_shaping`` weighs)."""
+        """float32[3]: health, food, drink (what ``survival_shaping`` weighs).
+
+        Not energy: sleeping is how energy comes back, and a sleeping agent takes 7 damage a zombie
+        hit instead of 2.  Weighing energy paid experts to sleep in the open -- measured on the
+        iron pickaxe (1.5M frames, weight 0.1): episodes that slept rose from 2 % to 83 % and
+        zombie deaths from 50 % to 66 % -- while fatigue killed no evaluated episode either way."""
         return jnp.stack([jnp.asarray(v, jnp.float32) for v in (state.player_health, state.player_food,
-                                                                 state.player_drink, state.player_energy)])
+                                                                 state.player_drink)])
 
     def is_dead(self, state: PyTree) -> jax.Array:
         """The episode ended by death (health gone, or standing in lava), not by the horizon."""
@@ -225,19 +230,20 @@ class CraftaxEnv:
         """int32 index into :attr:`death_causes`: the likeliest cause of the death ``state`` shows.
 
         Craftax does not record what dealt the last point of damage, so it is read off the state
-        in this order: standing in lava; a need at 0 (thirst, hunger, fatigue: health then drains
-        every few steps, whatever else hits); an attacker in reach (a zombie or melee mob next to
-        the agent, a skeleton or ranged mob within arrow range -- the arrow itself is gone once it
-        hits); else ``other``."""
+        in this order: standing in lava; an attacker in reach (a zombie or melee mob next to the
+        agent, a skeleton or ranged mob within arrow range -- the arrow itself is gone once it
+        hits): a hit takes 2 health at once, while a need at 0 drains one point per 15 steps;
+        then a need at 0 (thirst, hunger, fatigue); else ``other``.  A thirsty agent finished by
+        a zombie is a zombie death: thirst had only stopped its health from coming back."""
         world = self._level_map(state)
         checks = [world[state.player_position[0], state.player_position[1]] == self._lava]
-        checks += [jnp.asarray(getattr(state, field)) <= 0 for _, field in _NEEDS]
         for _, group, reach in self._attackers:
             mobs = getattr(state, group)
             pos, mask = (mobs.position, mobs.mask) if self.classic else (mobs.position[state.player_level],
                                                                          mobs.mask[state.player_level])
             dist = jnp.sum(jnp.abs(pos - state.player_position[None, :]), axis=-1)
             checks.append(jnp.any(mask & (dist <= reach)))
+        checks += [jnp.asarray(getattr(state, field)) <= 0 for _, field in _NEEDS]
         checks.append(jnp.asarray(True))
         return jnp.argmax(jnp.stack(checks)).astype(jnp.int32)
 

@@ -28,6 +28,8 @@ class SkillState:
     last_error: str = ""
     evaluated_success: float | None = None  # the latest recorded evaluation's (fresh episodes; None: never evaluated)
     random_success: float | None = None  # a uniform random policy's, same episodes and budget
+    evaluated_deaths: float | None = None  # fraction of the evaluated episodes that ended in death
+    evaluated_death_cause: str | None = None  # their commonest cause (None: none died, or the env cannot say)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -66,6 +68,10 @@ def latest_evaluation(store: Store, skill: str) -> Any:
         return None
 
 
+def _commonest(causes: dict[str, float]) -> str | None:
+    return max(causes, key=causes.__getitem__) if causes else None
+
+
 def summarize_store(store: Store) -> StoreStatus:
     """Every skill in the store with its expert's current version and its runs."""
     indices = store.expert_indices()
@@ -86,5 +92,7 @@ def summarize_store(store: Store) -> StoreStatus:
             failed_runs=sum(1 for r in runs.values() if r.state is RunState.FAILED),
             success_rate=last.success_rate if last else None, state=state, last_error=error,
             evaluated_success=evaluation.success_rate if evaluation else None,
-            random_success=evaluation.baseline.success_rate if evaluation else None))
+            random_success=evaluation.baseline.success_rate if evaluation else None,
+            evaluated_deaths=evaluation.result.end_reasons.get("death", 0.0) if evaluation else None,
+            evaluated_death_cause=_commonest(evaluation.result.death_causes) if evaluation else None))
     return StoreStatus(store=store.url, skills=tuple(rows))

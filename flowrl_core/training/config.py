@@ -53,7 +53,7 @@ class PPOConfig:
     # finished every prerequisite step) instead of a fresh world; 0 = off.  Never in evaluation.
     frontier_reset_prob: float = 0.0
     frontier_buffer_size: int | None = None  # frontier states kept; None: num_envs
-    # Weight of the change in the agent's health, food, drink and energy added to every step's
+    # Weight of the change in the agent's health, food and drink added to every step's
     # reward (a death counts as losing all health); 0 = off.  Needs an env with vitals (Craftax):
     # flowrl_core.training.survival.
     survival_shaping: float = 0.0

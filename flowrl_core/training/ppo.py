@@ -32,7 +32,7 @@ Choices that differ from a single-network PPO, and why:
   kept out of the success rate (``frontier_*`` metrics report them), so the success rate and
   early stopping still measure whole-plan attempts from fresh worlds.
 * **Survival shaping** (``survival_shaping`` > 0, :mod:`flowrl_core.training.survival`): the
-  change in health, food, drink and energy, weighted, is added to every step's reward, and a
+  change in health, food and drink, weighted, is added to every step's reward, and a
   death costs the health that was left, so a long plan's experts learn not to die on the way.
   Deaths are counted either way (``death_rate``: finished fresh-world episodes that ended in death).
 """

@@ -5,11 +5,12 @@ drinks or avoids lava: deep plans (iron, diamonds) die on the way, and a death c
 nothing but the rewards it did not reach.  The reference system adds a *health penalty* to every
 step's reward for that reason; this is the same idea with one weight:
 
-    reward += w * (Δhealth + Δfood + Δdrink + Δenergy),   health counted as 0 after a death,
+    reward += w * (Δhealth + Δfood + Δdrink),   health counted as 0 after a death,
 
 so a death costs ``w`` × the health the agent had (lava kills at full health and is priced
-as such), a hit by a zombie costs ``w`` per point, and drinking, eating or sleeping when low
-earns what the clock takes away.  The env reports these through an optional ``vitals(state)``
+as such), a hit by a zombie costs ``w`` per point, and drinking or eating when low earns what
+the clock takes away.  Energy is left out on purpose (see ``CraftaxEnv.vitals``: paying for it
+paid for sleeping among zombies).  The env reports these through an optional ``vitals(state)``
 (health first) and ``is_dead(state)``; an env without vitals cannot be shaped, which
 :func:`check_survival` says before training starts.
 """

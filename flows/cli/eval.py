@@ -32,7 +32,7 @@ default to what the skill's last training run used (its ``job.json``).
       "achievements": {name: float},   # fraction of episodes that unlocked each achievement
       "end_reasons": {"success"|"budget"|"death"|"env_end": float},
       "death_causes": {cause: float},  # fraction of episodes dying of each cause (sums to end_reasons.death;
-                                       # Craftax: lava, thirst, hunger, fatigue, zombie, skeleton, other)
+                                       # Craftax: lava, zombie, skeleton, thirst, hunger, fatigue, other)
       "baseline": {"policy": "random", "episodes", "successes", "success_rate", "success_ci95",
                    "mean_steps", "mean_episode_steps", "plan_steps", "achievements", "end_reasons", "death_causes"}
     }

@@ -31,8 +31,18 @@ def status(
             + (f" ({s.failed_runs} failed)" if s.failed_runs else "")
         table.add_row(s.name, str(s.expert), s.state, f"{s.frames:,}", s.version or "—", f"{s.trained_frames:,}", runs,
                       f"{s.success_rate:.0%}" if s.success_rate is not None else "—",
-                      f"{s.evaluated_success:.0%} ({s.random_success:.0%})" if s.evaluated_success is not None else "—")
+                      _evaluated(s))
     out.print(table)
+
+
+def _evaluated(s) -> str:
+    """"41% (0%)", and where evaluated episodes died, "; died 58% (zombie)"."""
+    if s.evaluated_success is None:
+        return "—"
+    text = f"{s.evaluated_success:.0%} ({s.random_success:.0%})"
+    if s.evaluated_deaths:
+        text += f"; died {s.evaluated_deaths:.0%}" + (f" ({s.evaluated_death_cause})" if s.evaluated_death_cause else "")
+    return text
 
 
 @app.command()
