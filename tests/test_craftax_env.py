@@ -94,6 +94,12 @@ def test_full_craftax_reset_and_steps():
     assert inv0.shape == (len(env.item_names),) and not np.asarray(inv0).any()
     assert ach0.shape == (67,) and not np.asarray(ach0).any()
     assert _signature(state) == _signature(last)
+    # death causes read the current floor's mobs (full Craftax keeps them per level)
+    assert env.death_causes == ("lava", "melee_mob", "ranged_mob", "thirst", "hunger", "fatigue", "other")
+    thirsty = state.replace(player_drink=jnp.zeros_like(state.player_drink),
+                            melee_mobs=state.melee_mobs.replace(mask=jnp.zeros_like(state.melee_mobs.mask)),
+                            ranged_mobs=state.ranged_mobs.replace(mask=jnp.zeros_like(state.ranged_mobs.mask)))
+    assert env.death_causes[int(jax.jit(env.death_cause)(thirsty))] == "thirst"
 
 
 def test_classic_evaluation_hooks(classic):
