@@ -110,7 +110,8 @@ def test_status_shows_how_often_evaluated_episodes_died_and_of_what(tmp_path):
     import jax.numpy as jnp
 
     from flowrl_core.evaluation import evaluate_against_random, network_policy, record_evaluation
-    from tests.test_evaluation import LENGTH, PLAN, SPECS, MortalCorridor
+    from tests.support.corridor import MortalCorridor
+    from tests.test_evaluation import LENGTH, PLAN, SPECS
 
     env = MortalCorridor(length=LENGTH)
     walker = network_policy("trained", {}, lambda p, obs: (jnp.zeros((obs.shape[0], env.num_actions)), None))

@@ -21,7 +21,7 @@ from flowrl_core.evaluation import (
     wilson_interval,
 )
 from flowrl_core.skills.spec import PlanStep, SkillSpec
-from tests.support.corridor import DO, LEFT, RIGHT, Corridor
+from tests.support.corridor import DO, LEFT, RIGHT, Corridor, MortalCorridor
 
 SPECS = {
     "Collect_Wood": SkillSpec("Collect_Wood", gains={"wood": 1}),
@@ -147,24 +147,6 @@ def test_recorded_evaluations_latest_first_traces_beside_the_run(report, mem_url
     assert got == later and got.traces == ()  # the per-skill record is the slim one
     with_traces = EvalReport.from_dict(store.run("Place-Table-run1").read_doc("evaluation.json"))
     assert with_traces.traces == report.traces and len(with_traces.traces) == 64
-
-
-class MortalCorridor(Corridor):
-    """The corridor with a pit past its left wall: stepping left from the first cell kills."""
-
-    death_causes = ("pit", "other")
-
-    def step(self, key, state, action, params):
-        out = super().step(key, state, action, params)
-        fell = (action == LEFT) & (state.pos == 0)
-        s = out.state._replace(pos=jnp.where(fell, -1, out.state.pos).astype(jnp.int32))
-        return out._replace(state=s, done=out.done | fell)
-
-    def is_dead(self, state):
-        return state.pos < 0
-
-    def death_cause(self, state):
-        return jnp.where(state.pos < 0, 0, 1).astype(jnp.int32)
 
 
 def test_deaths_are_counted_by_the_cause_the_env_names():

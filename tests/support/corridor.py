@@ -4,7 +4,7 @@ It exists so the trainer can be tested in seconds without any real env: a 1-D co
 ``do`` at the right end yields wood (and the ``collect_wood`` achievement) and ``do`` at the left
 end with 2 wood places a table (``place_table``).  Names follow Craftax-Classic so the same
 skill specs apply.  The start cell is random in the left half; the episode times out after
-``max_steps``; there is no death.
+``max_steps``; there is no death (:class:`MortalCorridor` adds a pit, for evaluation's death causes).
 """
 
 from __future__ import annotations
@@ -78,3 +78,22 @@ class Corridor:
 
     def achievements(self, state: CorridorState) -> jax.Array:
         return state.achievements
+
+
+class MortalCorridor(Corridor):
+    """The corridor with a pit past its left wall: stepping left from the first cell kills."""
+
+    death_causes = ("pit", "other")
+
+    def step(self, key, state, action, params):
+        out = super().step(key, state, action, params)
+        fell = (action == LEFT) & (state.pos == 0)
+        s = out.state._replace(pos=jnp.where(fell, -1, out.state.pos).astype(jnp.int32))
+        return out._replace(state=s, done=out.done | fell)
+
+    def is_dead(self, state):
+        return state.pos < 0
+
+    def death_cause(self, state):
+        return jnp.where(state.pos < 0, 0, 1).astype(jnp.int32)
+
