@@ -48,12 +48,6 @@ def flowrl(*args: str, timeout: float | None = None) -> subprocess.CompletedProc
                           text=True, timeout=timeout)
 
 
-def _top_cause(report: dict[str, Any]) -> str:
-    """The commonest cause of death in an eval report ("-" when nothing died or the env cannot say)."""
-    causes = report.get("death_causes") or {}
-    return max(causes, key=causes.get) if causes else "-"
-
-
 def target_of(skill: str, report: dict[str, Any] | None, wall_s: float | None) -> str:
     """The issue-13 bar for this skill, and whether it was met."""
     if report is None:
@@ -94,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", default="craftax_tree.json")
     args = ap.parse_args(argv)
     print(device_line(), flush=True)
+    from flowrl_core.evaluation.records import PolicyStats
     from flowrl_core.skills.graph import build_graph, training_order
     from flowrl_core.skills.parsing import load_skill_file
     from flowrl_core.store.objects import Store
@@ -171,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         print(f"{row['skill']:<18} {row['frames']:>9,} {wall} {r['max_steps']:>6} {r['success_rate']:>7.3f} "
               f"{r['baseline']['success_rate']:>6.3f} {r['success_rate'] - r['baseline']['success_rate']:>+7.3f}"
-              f"{flat} {r['end_reasons'].get('death', 0.0):>5.0%} {_top_cause(r):<10}  "
+              f"{flat} {r['end_reasons'].get('death', 0.0):>5.0%} {PolicyStats.from_dict(r).top_death_cause or '-':<10}  "
               f"{target_of(row['skill'], r, row['cumulative_wall_s'])}")
     if run_wall is not None:
         print(f"\nflowrl run wall time: {run_wall:.0f}s ({run_wall / 3600:.2f} h)")

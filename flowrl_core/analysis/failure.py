@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 from flowrl_core.analysis.records import FailureAnalysis, StepReach
-from flowrl_core.evaluation.records import EndReason, EpisodeTrace
+from flowrl_core.evaluation.records import EndReason, EpisodeTrace, death_cause_counts
 
 TOP_ACTIONS = 3
 TOP_CAUSES = 2
@@ -51,13 +51,13 @@ def analyse_failures(traces: Sequence[EpisodeTrace], plan: Sequence[tuple[str, i
     how = Counter(t.end for t in in_stall).most_common(1)[0][0] if in_stall else EndReason.BUDGET
     summary = (f"{stall.stalled:.0%} of episodes never finish {stall.label()} {_HOW[how]}"
                .replace("%", " %", 1))
-    died = Counter(t.death_cause for t in in_stall if t.end is EndReason.DEATH and t.death_cause is not None)
+    died = death_cause_counts(in_stall)
     if how is EndReason.DEATH and died:
         total_died = sum(died.values())
         summary += " (" + ", ".join(f"{cause} {c / total_died:.0%}".replace("%", " %")
                                     for cause, c in died.most_common(TOP_CAUSES)) + ")"
     if stall.index > 0:
         summary += f" ({steps[stall.index].reached:.0%} reach it)".replace("%", " %", 1)
-    causes = Counter(t.death_cause for t in failed if t.end is EndReason.DEATH and t.death_cause is not None)
+    causes = death_cause_counts(failed)
     return FailureAnalysis(rate, float(target), steps, stall.index, ends, top, summary,
                            {k: c / len(failed) for k, c in causes.most_common()})

@@ -128,6 +128,11 @@ class EpisodeTrace:
                    None if d.get("death_cause") is None else str(d["death_cause"]))
 
 
+def death_cause_counts(traces: Sequence[EpisodeTrace]) -> Counter[str]:
+    """How many of ``traces`` died of each cause (deaths the env could not attribute are left out)."""
+    return Counter(t.death_cause for t in traces if t.end is EndReason.DEATH and t.death_cause is not None)
+
+
 def wilson_interval(successes: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
     """95 % Wilson score interval of a binomial rate (sensible at 0 and 1, unlike the normal one)."""
     if n <= 0:
@@ -180,6 +185,11 @@ class PolicyStats:
     # they sum to end_reasons["death"]
     death_causes: Mapping[str, float] = field(default_factory=dict)
 
+    @property
+    def top_death_cause(self) -> str | None:
+        """The commonest cause of death (None: nothing died, or the env cannot say)."""
+        return max(self.death_causes, key=self.death_causes.__getitem__) if self.death_causes else None
+
     def to_dict(self) -> dict[str, Any]:
         return {"policy": self.policy, "episodes": self.episodes, "successes": self.successes,
                 "success_rate": self.success_rate, "success_ci95": list(self.success_ci95),
@@ -216,7 +226,7 @@ def summarize(policy: str, traces: Sequence[EpisodeTrace], plan: Sequence[tuple[
         for a in t.achievements_end:
             unlocked[a] = unlocked.get(a, 0) + 1
     ends = {r.value: sum(1 for t in traces if t.end is r) / n for r in EndReason}
-    causes = Counter(t.death_cause for t in traces if t.end is EndReason.DEATH and t.death_cause is not None)
+    causes = death_cause_counts(traces)
     return PolicyStats(
         policy=policy, episodes=n, successes=len(wins), success_rate=len(wins) / n,
         success_ci95=wilson_interval(len(wins), n),

@@ -68,10 +68,6 @@ def latest_evaluation(store: Store, skill: str) -> Any:
         return None
 
 
-def _commonest(causes: dict[str, float]) -> str | None:
-    return max(causes, key=causes.__getitem__) if causes else None
-
-
 def summarize_store(store: Store) -> StoreStatus:
     """Every skill in the store with its expert's current version and its runs."""
     indices = store.expert_indices()
@@ -94,5 +90,5 @@ def summarize_store(store: Store) -> StoreStatus:
             evaluated_success=evaluation.success_rate if evaluation else None,
             random_success=evaluation.baseline.success_rate if evaluation else None,
             evaluated_deaths=evaluation.result.end_reasons.get("death", 0.0) if evaluation else None,
-            evaluated_death_cause=_commonest(evaluation.result.death_causes) if evaluation else None))
+            evaluated_death_cause=evaluation.result.top_death_cause if evaluation else None))
     return StoreStatus(store=store.url, skills=tuple(rows))
