@@ -34,15 +34,16 @@ def _cfg(p: float, **kw) -> PPOConfig:
     return PPOConfig.tiny_profile(**{**base, **kw})
 
 
-def _run(p: float):
+def _run(p: float, plan=PLAN, **kw):
     env = Corridor(length=4)
     params = env.default_params
-    cfg = _cfg(p)
-    compiled = compile_plan(env.item_names, env.achievement_names, PLAN, SPECS, EXPERTS)
+    cfg = _cfg(p, **kw)
+    compiled = compile_plan(env.item_names, env.achievement_names, plan, SPECS, EXPERTS)
     net = MoEActorCritic(2, env.num_actions, cfg.width, cfg.depth)
     tx = make_optimizer(cfg)
     state = init_state(env, params, compiled, net, tx, cfg, 2)
-    update = make_update_fn(env, params, compiled, net, tx, cfg, 2, 16, max_steps=3 * env.step_allowance)
+    update = make_update_fn(env, params, compiled, net, tx, cfg, 2, 16,
+                            max_steps=kw.get("max_steps") or 3 * env.step_allowance)
     state, metrics = make_chunk_fn(update, UPDATES)(state)
     return env, cfg, state, jax.device_get(metrics)
 
@@ -86,11 +87,72 @@ def test_frontier_episodes_start_in_the_last_step_holding_the_prerequisites(with
     assert (held[:, wood] >= 2).all()
 
 
-def test_frames_exact_and_checkpoint_resume_with_frontier():
+# --- frontier_from="failed_step": a failed episode retries the step it failed in -------------------
+# Three one-run steps (wood, wood, table) and a budget too short for an untrained policy to finish
+# them all: episodes fail in every step, so retry points exist in steps 1 and 2.
+PLAN3 = [PlanStep("Collect_Wood", 1), PlanStep("Collect_Wood", 1), PlanStep("Place_Table", 1)]
+
+
+@pytest.fixture(scope="module")
+def with_retries():
+    return _run(0.5, PLAN3, frontier_from="failed_step", max_steps=12)
+
+
+@pytest.fixture(scope="module")
+def last_step_only():
+    return _run(0.5, PLAN3, max_steps=12)
+
+
+def test_failed_step_retries_start_in_the_step_that_failed_not_only_the_last(with_retries, last_step_only):
+    _, _, _, retry = with_retries
+    _, _, _, last = last_step_only
+    at = retry["frontier_start_steps"].sum(0)
+    assert at[0] == 0  # a failure in the first step has nothing to retry from: a fresh world
+    assert at[1] > 20 and at[2] > 20, at  # both later steps are retried where they failed
+    assert at.sum() == retry["frontier_starts"].sum()
+    only_last = last["frontier_start_steps"].sum(0)
+    assert only_last[0] == only_last[1] == 0 and only_last[2] > 0, only_last
+
+
+def test_only_failed_episodes_are_retried(with_retries):
+    _, _, _, m = with_retries
+    failed = (m["episodes"] - m["successes"]) + (m["frontier_episodes"] - m["frontier_successes"])
+    assert (m["frontier_starts"] <= failed).all(), (m["frontier_starts"], failed)
+    # a coin (p = 0.5) per failure that has a point; failures in the first step have none, so
+    # well above no retries and at most half of all failures
+    assert 0.05 < m["frontier_starts"][1:].sum() / failed[1:].sum() < 0.5
+    np.testing.assert_array_equal(m["episodes"] + m["frontier_episodes"], m["episode_starts"])
+
+
+def test_retry_points_hold_the_state_their_step_was_entered_in(with_retries):
+    env, cfg, state, _ = with_retries
+    points = state.frontier
+    valid = np.asarray(points.valid)
+    assert valid.any()
+    wood = env.item_names.index("wood")
+    held = np.asarray(jax.vmap(env.inventory)(points.state))[:, wood]
+    step = np.asarray(points.step)
+    # entering step j took j collected wood; the episode had run at least j env steps by then
+    assert set(step[valid]) <= {1, 2}
+    assert (held[valid] >= step[valid]).all() and (np.asarray(points.ep_len)[valid] >= step[valid]).all()
+    # an env running a retried episode is in (or past) its point's step
+    running = np.asarray(state.from_frontier)
+    assert (np.asarray(state.plan_step)[running] >= step[running]).all()
+
+
+def test_frontier_from_is_checked_before_training():
+    from flowrl_core.training.config import ConfigError, resolve_config
+
+    with pytest.raises(ConfigError, match="frontier_from must be one of last_step, failed_step"):
+        resolve_config("tiny", {"frontier_from": "deepest"}, skill="Collect_Iron")
+
+
+@pytest.mark.parametrize("frontier_from", ["last_step", "failed_step"])
+def test_frames_exact_and_checkpoint_resume_with_frontier(frontier_from):
     from tests.test_ppo import MemoryIO
 
     env = Corridor(length=4)
-    cfg = _cfg(0.5, num_envs=16, total_timesteps=16 * 16 * 4, checkpoint_every=2)
+    cfg = _cfg(0.5, num_envs=16, total_timesteps=16 * 16 * 4, checkpoint_every=2, frontier_from=frontier_from)
     reference = train(env, env.default_params, PLAN, SPECS, EXPERTS, cfg, checkpoint_io=MemoryIO())
     assert reference.frames == 4 * 16 * 16 == sum(reference.expert_steps)
     io = MemoryIO()

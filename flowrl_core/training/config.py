@@ -15,6 +15,7 @@ from typing import Any
 from flowrl_core.errors import FlowRLError, did_you_mean, short
 
 PROFILES = ("cpu", "tiny", "default")
+FRONTIER_FROM = ("last_step", "failed_step")  # PPOConfig.frontier_from
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,11 @@ class PPOConfig:
     # finished every prerequisite step) instead of a fresh world; 0 = off.  Never in evaluation.
     frontier_reset_prob: float = 0.0
     frontier_buffer_size: int | None = None  # frontier states kept; None: num_envs
+    # Which saved states frontier resets start from (flowrl_core.training.ppo, "Frontier resets"):
+    # "last_step" -- states that had just entered the plan's last step (the new skill's own);
+    # "failed_step" -- an episode that failed restarts, in the same env, from the state in which
+    # it entered the step it failed in, so practice goes to whichever step fails.
+    frontier_from: str = "last_step"
     # Weight of the change in the agent's health, food and drink added to every step's
     # reward (a death counts as losing all health); 0 = off.  Needs an env with vitals (Craftax):
     # flowrl_core.training.survival.
@@ -78,6 +84,9 @@ class PPOConfig:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValueError(f"PPOConfig.{name} must be a positive int or None, got {value!r}")
+        if self.frontier_from not in FRONTIER_FROM:
+            raise ValueError(f"PPOConfig.frontier_from must be one of {', '.join(FRONTIER_FROM)}, "
+                             f"got {self.frontier_from!r}")
         if not 0.0 <= self.frontier_reset_prob < 1.0:
             raise ValueError("PPOConfig.frontier_reset_prob must be in [0, 1) (1 would never start a fresh "
                              f"episode again), got {self.frontier_reset_prob!r}")

@@ -86,7 +86,7 @@ PROCESS_OVERHEAD: dict[str, int] = {"cpu": 256 * MiB, "gpu": 1 * GiB, "cuda": 1 
 # rates, coefficients, seeds and thresholds do not; total_timesteps only through the chunk size.
 MEMORY_FIELDS: tuple[str, ...] = ("num_envs", "num_steps", "update_epochs", "num_minibatches", "width", "depth",
                                   "reset_bank_size", "bank_refresh", "block_size", "frontier_buffer_size",
-                                  "frontier_reset_prob")
+                                  "frontier_reset_prob", "frontier_from")
 
 
 class EstimateMethod(str, Enum):

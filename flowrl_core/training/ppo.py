@@ -31,6 +31,12 @@ Choices that differ from a single-network PPO, and why:
   own step without re-walking the plan.  Such episodes are counted in frames like any other but
   kept out of the success rate (``frontier_*`` metrics report them), so the success rate and
   early stopping still measure whole-plan attempts from fresh worlds.
+  With ``frontier_from = "failed_step"`` the saved states are per env instead (the reference
+  system's per-env snapshot at the furthest plan step reached): each env keeps the state in
+  which its current episode entered its current plan step, and that fraction of the episodes
+  that *fail* restart there, in the step they failed in.  Practice then goes where the plan
+  breaks -- on a deep plan that is a middle step (searching for iron), while the last step is
+  mostly done once reached; an expert that stops failing stops being retried.
 * **Survival shaping** (``survival_shaping`` > 0, :mod:`flowrl_core.training.survival`): the
   change in health, food and drink, weighted, is added to every step's reward, and a
   death costs the health that was left, so a long plan's experts learn not to die on the way.
@@ -117,6 +123,17 @@ class FrontierBuffer(NamedTuple):
     cursor: jax.Array  # int32: next slot to write
 
 
+class RetryPoints(NamedTuple):
+    """Per env: the state in which its current episode entered its current plan step
+    (``frontier_from = "failed_step"``); an episode that fails restarts from it."""
+
+    obs: jax.Array  # [N, *obs_shape]
+    state: PyTree  # leaves [N, ...]
+    ep_len: jax.Array  # int32[N]: the episode's step count when it entered the step
+    step: jax.Array  # int32[N]: the plan step it entered
+    valid: jax.Array  # bool[N]: saved during the current episode (a fresh episode has none yet)
+
+
 class TrainState(NamedTuple):
     params: PyTree  # {"params": {"actor", "critic"}}, experts stacked on axis 0
     opt_state: PyTree
@@ -132,7 +149,7 @@ class TrainState(NamedTuple):
     bank: ResetBank
     ep_return: jax.Array  # float32[num_envs]: reward summed over the current episode so far
     from_frontier: jax.Array  # bool[num_envs]: the current episode started from a frontier state
-    frontier: FrontierBuffer | None  # None when frontier_reset_prob == 0
+    frontier: FrontierBuffer | RetryPoints | None  # None when frontier_reset_prob == 0
 
 
 class Transition(NamedTuple):
@@ -150,7 +167,9 @@ class Transition(NamedTuple):
     ep_return: jax.Array  # the episode's return up to and including this step
     out_of_budget: jax.Array  # the episode ended because its step budget ran out
     frontier: jax.Array  # the episode that ended here had started from a frontier state
-    restart_frontier: jax.Array  # the episode that starts after this step starts from a frontier state
+    # the plan step the episode starting after this step starts in when it starts from a frontier
+    # state, -1 for a fresh world (int8 or int16: the rollout stays as small as with a flag)
+    restart_at: jax.Array
     died: jax.Array  # the episode ended here by the agent's death
 
 
@@ -246,6 +265,8 @@ def make_update_fn(env: Env, env_params: PyTree, plan: CompiledPlan, net: MoEAct
     n_env, n_steps, n_plan = config.num_envs, config.num_steps, plan.num_steps
     budget = jnp.int32(max_steps if max_steps is not None else np.iinfo(np.int32).max)
     frontier_on = config.frontier_reset_prob > 0 and n_plan > 1
+    retry = frontier_on and config.frontier_from == "failed_step"
+    restart_dtype = jnp.int8 if n_plan <= 127 else jnp.int16 if n_plan <= 32_767 else jnp.int32
     v_step = jax.vmap(env.step, in_axes=(0, 0, 0, None))
     v_inv = jax.vmap(env.inventory)
     v_ach = jax.vmap(env.achievements)
@@ -264,6 +285,13 @@ def make_update_fn(env: Env, env_params: PyTree, plan: CompiledPlan, net: MoEAct
         n = reach.sum().astype(jnp.int32)
         return FrontierBuffer(put(buf.obs, obs), jax.tree.map(put, buf.state, state), put(buf.ep_len, ep_len),
                               jnp.minimum(buf.size + n, cap), (buf.cursor + n) % cap)
+
+    def save_retry(points: RetryPoints, entered: jax.Array, obs: jax.Array, state: PyTree, ep_len: jax.Array,
+                   step: jax.Array) -> RetryPoints:
+        """Envs where ``entered`` overwrite their own retry point with the step they just entered."""
+        here = lambda new, old: jnp.where(entered.reshape(entered.shape + (1,) * (old.ndim - 1)), new, old)  # noqa: E731
+        return RetryPoints(here(obs, points.obs), jax.tree.map(here, state, points.state),
+                           here(ep_len, points.ep_len), here(step, points.step), points.valid | entered)
 
     def env_step(carry, _):
         params, env_state, obs, step, start_inv, ep_len, ep_ret, bank, from_frontier, frontier, rng = carry
@@ -292,25 +320,42 @@ def make_update_fn(env: Env, env_params: PyTree, plan: CompiledPlan, net: MoEAct
         next_step = jnp.where(step_done & ~last, step + 1, step)
         start_inv = jnp.where(step_done[:, None], inv, start_inv)
         use_frontier = jnp.zeros_like(ep_end)
-        if frontier_on:
+        coin = jax.random.uniform(k_use, (n_env,)) < config.frontier_reset_prob if frontier_on else None
+        if retry:
+            # entered a new plan step and still running: where a failure in that step restarts
+            entered = step_done & ~last & ~ep_end
+            frontier = save_retry(frontier, entered, out.obs, out.state, ep_len, next_step)
+            use_frontier = ep_end & ~success & frontier.valid & coin
+        elif frontier_on:
             # entered the last step (all prerequisites done) and still running: a frontier state
             reach = step_done & (step == n_plan - 2) & ~ep_end
             frontier = save_frontier(frontier, reach, out.obs, out.state, ep_len)
-            use_frontier = (ep_end & (frontier.size > 0)
-                            & (jax.random.uniform(k_use, (n_env,)) < config.frontier_reset_prob))
-        transition = Transition(obs, expert, action, log_prob, value, reward, step_done | ep_end, ep_end, success,
-                                next_step, ep_len, ep_ret, out_of_budget, from_frontier, use_frontier, dead & ep_end)
-        obs2, state2, bank = reset_done(bank, ep_end & ~use_frontier, out.obs, out.state)
+            use_frontier = ep_end & (frontier.size > 0) & coin
         restart_step = jnp.zeros_like(next_step)
         restart_len = jnp.zeros_like(ep_len)
-        if frontier_on:
+        if retry:
+            restart_step = jnp.where(use_frontier, frontier.step, 0)
+            restart_len = jnp.where(use_frontier, frontier.ep_len, 0)
+        elif frontier_on:
             pick = jax.random.randint(k_pick, (n_env,), 0, jnp.maximum(frontier.size, 1))
+            restart_step = jnp.where(use_frontier, n_plan - 1, 0)
+            restart_len = jnp.where(use_frontier, frontier.ep_len[pick], 0)
+        transition = Transition(obs, expert, action, log_prob, value, reward, step_done | ep_end, ep_end, success,
+                                next_step, ep_len, ep_ret, out_of_budget, from_frontier,
+                                jnp.where(use_frontier, restart_step, -1).astype(restart_dtype), dead & ep_end)
+        obs2, state2, bank = reset_done(bank, ep_end & ~use_frontier, out.obs, out.state)
+        if retry:
+            mine = lambda saved, cur: jnp.where(  # noqa: E731  (each env restarts from its own point)
+                use_frontier.reshape(use_frontier.shape + (1,) * (cur.ndim - 1)), saved, cur)
+            obs2 = mine(frontier.obs, obs2)
+            state2 = jax.tree.map(mine, frontier.state, state2)
+            # a fresh world has no point to retry yet; a retried one keeps its point
+            frontier = frontier._replace(valid=frontier.valid & ~(ep_end & ~use_frontier))
+        elif frontier_on:
             chosen = lambda buf, cur: jnp.where(  # noqa: E731
                 use_frontier.reshape(use_frontier.shape + (1,) * (cur.ndim - 1)), buf[pick], cur)
             obs2 = chosen(frontier.obs, obs2)
             state2 = jax.tree.map(chosen, frontier.state, state2)
-            restart_step = jnp.where(use_frontier, n_plan - 1, 0)
-            restart_len = jnp.where(use_frontier, frontier.ep_len[pick], 0)
         start_inv = jnp.where(ep_end[:, None], v_inv(state2), start_inv)
         next_step = jnp.where(ep_end, restart_step, next_step)
         ep_len = jnp.where(ep_end, restart_len, ep_len)
@@ -355,7 +400,8 @@ def make_update_fn(env: Env, env_params: PyTree, plan: CompiledPlan, net: MoEAct
             "episodes": ended.sum(), "successes": (traj.success & ended).sum(),
             "out_of_budget": (traj.out_of_budget & ended).sum(), "deaths": (traj.died & ended).sum(),
             "frontier_episodes": ended_frontier.sum(), "frontier_successes": (traj.success & ended_frontier).sum(),
-            "episode_starts": traj.ep_end.sum(), "frontier_starts": traj.restart_frontier.sum(),
+            "episode_starts": traj.ep_end.sum(), "frontier_starts": (traj.restart_at >= 0).sum(),
+            "frontier_start_steps": jnp.sum(jax.nn.one_hot(traj.restart_at, n_plan, dtype=jnp.int32), axis=(0, 1)),
             "reached_ge": jnp.cumsum(reached_hist[::-1])[::-1],  # episodes that entered step j
             "ep_len_sum": jnp.sum(jnp.where(ended, traj.ep_len, 0)),
             "return_sum": jnp.sum(jnp.where(ended, traj.ep_return, 0.0)),  # of the episodes that ended here
@@ -424,7 +470,10 @@ def init_state(env: Env, env_params: PyTree, plan: CompiledPlan, net: MoEActorCr
     obs, env_state, start_inv, bank = _take_from_bank(env, bank, config.num_envs)
     zeros = jnp.zeros((config.num_envs,), jnp.int32)
     frontier = None
-    if config.frontier_reset_prob > 0 and plan.num_steps > 1:
+    if config.frontier_reset_prob > 0 and plan.num_steps > 1 and config.frontier_from == "failed_step":
+        # placeholders (the first start states); never read while not valid
+        frontier = RetryPoints(obs, env_state, zeros, zeros, jnp.zeros((config.num_envs,), bool))
+    elif config.frontier_reset_prob > 0 and plan.num_steps > 1:
         cap = config.frontier_buffer_size or config.num_envs
         idx = jnp.arange(cap) % bank.obs.shape[0]  # placeholders; never read before written (size 0)
         frontier = FrontierBuffer(bank.obs[idx], jax.tree.map(lambda x: x[idx], bank.state),
@@ -524,6 +573,7 @@ def _metrics_rows(m: Mapping[str, np.ndarray], first_update: int, batch: int, k:
             "frontier_success_rate": (float(m["frontier_successes"][i]) / int(m["frontier_episodes"][i])
                                       if int(m["frontier_episodes"][i]) else None),
             "episode_starts": int(m["episode_starts"][i]), "frontier_starts": int(m["frontier_starts"][i]),
+            "frontier_start_steps": [int(x) for x in m["frontier_start_steps"][i]],
             "expert_steps": [int(x) for x in m["acted"][i]],
             "policy_loss": per_expert("policy_loss"), "value_loss": per_expert("value_loss"),
             "entropy": per_expert("entropy"), "approx_kl": float(m["approx_kl"][i]),
