@@ -6,6 +6,7 @@ the MoE network alone at Craftax size.
     python -m benchmarks.trainer --part ppo --width 512 --num-envs 64 --num-steps 64
     python -m benchmarks.trainer --part ppo --env Craftax-Classic-Symbolic-v1   # needs flowrl[craftax]
     python -m benchmarks.trainer --gpu --num-envs 1024 --num-steps 64 --width 512  # refuses to run without a GPU
+    python -m benchmarks.trainer --part frontier --env Craftax-Classic-Symbolic-v1 --ks 8  # frontier resets' cost
 
 Why it is built like this: the CPU this runs on is shared, so every variant is compiled first
 and then timed in interleaved rounds (one call of each variant per round), keeping the best
@@ -18,6 +19,7 @@ MoE PPO at K = 1 runs at >= 0.95x the reference PPO.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from typing import Any, Callable, NamedTuple
 
@@ -208,6 +210,32 @@ def bench_ppo(env: Env, env_params: Any, cfg: PPOConfig, ks: list[int], rounds: 
         print(f"{name:>12}: {cfg.batch_size / t:9,.0f} steps/s  ({ref / t:.2f}x reference)")
 
 
+def bench_frontier(env: Env, env_params: Any, cfg: PPOConfig, k: int, rounds: int) -> None:
+    """What frontier resets cost per env step: off, last_step and failed_step (p = 0.5) side by side.
+    Both modes copy whole env states (a Craftax state holds its 64 x 64 map): the ring buffer
+    scatters the states that enter the last step, the retry points overwrite each env's own."""
+    print(f"\n== frontier resets' cost on {env.name}: K = {k} plan steps, {cfg.num_envs} envs x {cfg.num_steps} steps ==")
+    runners: dict[str, Callable[[], Any]] = {}
+    for name, extra in (("off", {}), ("last_step", {"frontier_reset_prob": 0.5}),
+                        ("failed_step", {"frontier_reset_prob": 0.5, "frontier_from": "failed_step"})):
+        t0 = time.perf_counter()
+        state, fn = moe_ppo(env, env_params, dataclasses.replace(cfg, **extra), k)
+        box = [state]
+
+        def run(box=box, fn=fn):
+            box[0], m = fn(box[0])
+            return m["acted"]
+
+        runners[name] = run
+        print(f"{name} compiled in {time.perf_counter() - t0:.1f}s")
+    for fn in runners.values():
+        for _ in range(2):
+            jax.block_until_ready(fn())
+    best = interleaved_best(runners, rounds)
+    for name, t in best.items():
+        print(f"{name:>12}: {cfg.batch_size / t:9,.0f} steps/s  ({best['off'] / t:.2f}x off)")
+
+
 # --------------------------------------------------------------------------- network benchmark
 
 
@@ -269,7 +297,7 @@ def bench_net(ks: list[int], obs: int, width: int, depth: int, actions: int, bat
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--part", choices=["all", "ppo", "net"], default="all")
+    p.add_argument("--part", choices=["all", "ppo", "net", "frontier"], default="all")
     p.add_argument("--env", default="gridworld",
                    help="gridworld, corridor, or any registered env (e.g. Craftax-Classic-Symbolic-v1)")
     p.add_argument("--gpu", action="store_true", help="fail unless JAX runs on a GPU")
@@ -285,7 +313,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     ks = [int(k) for k in args.ks.split(",")]
     print(device_line(args.gpu))
-    if args.part in ("all", "ppo"):
+    if args.part in ("all", "ppo", "frontier"):
         if args.env == "corridor":
             from tests.support.corridor import Corridor
             env: Env = Corridor()
@@ -296,7 +324,10 @@ def main(argv: list[str] | None = None) -> None:
             env, env_params = make_env_and_params(args.env)
         cfg = PPOConfig.cpu_profile(num_envs=args.num_envs, num_steps=args.num_steps, width=args.width,
                                     depth=args.depth, anneal_lr=False)
-        bench_ppo(env, env_params, cfg, ks, args.rounds)
+        if args.part == "frontier":
+            bench_frontier(env, env_params, cfg, max(ks), args.rounds)
+        else:
+            bench_ppo(env, env_params, cfg, ks, args.rounds)
     if args.part in ("all", "net"):
         bench_net(ks, 1345, args.net_width, args.depth, 17, args.net_batch, args.net_rounds)  # Craftax-Classic sizes
 
