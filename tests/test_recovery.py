@@ -165,7 +165,7 @@ def _open_store(url: str) -> str:
 
 def test_creating_one_fresh_store_from_many_processes_at_once_never_fails(tmp_path):
     url = str(tmp_path / "fresh")
-    with multiprocessing.get_context("fork").Pool(12) as pool:
+    with multiprocessing.get_context("forkserver").Pool(12) as pool:  # not fork: JAX runs threads here
         results = pool.map(_open_store, [url] * 60)
     assert results == ["ok"] * 60
     assert sorted(os.listdir(url)) == ["store.json"]
