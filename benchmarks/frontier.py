@@ -7,8 +7,8 @@
 
 What it does: builds the library of the target's dependencies once (each trained through its own
 plan, seeded with the library so far, its skill file's ``train`` block, as ``flowrl run`` would;
-:mod:`benchmarks.transfer`), then trains the target from that library twice per seed with the
-same config and seed -- ``frontier_reset_prob = 0``, then ``= --prob`` with each ``frontier_from``
+:mod:`benchmarks.transfer`), then trains the target from that library once per arm and seed, with
+the same config and seed -- ``frontier_reset_prob = 0``, then ``= --prob`` with each ``frontier_from``
 of ``--from`` (the last step's states; the failed step's) -- and prints the frames each
 needs until its success rate on *fresh* episodes (frontier-started episodes are not counted)
 averages >= 90 % over 3 updates (:func:`benchmarks.transfer.frames_to_success`).  Frames are
@@ -78,6 +78,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 print(f"seed {seed}: {mode} / off = {on / off:.2f}")
             else:
                 print(f"seed {seed}: {mode} {fmt(on)}, off {fmt(off)}")
+
 
 if __name__ == "__main__":
     main()
