@@ -28,12 +28,11 @@ import numpy as np
 from benchmarks.common import device_line
 from flowrl_core.envs import make_env_and_params
 from flowrl_core.evaluation.evaluate import evaluate_policies
-from flowrl_core.evaluation.policies import Policy
+from flowrl_core.evaluation.policies import Policy, expert_logits
 from flowrl_core.evaluation.store import load_stored_skill
 from flowrl_core.store.experts import current_version, load_params
 from flowrl_core.store.objects import Store
 from flowrl_core.training.budget import step_budget
-from flowrl_core.training.moe import _dense_mlp
 
 VIEW = (7, 9)  # Craftax-Classic's OBS_DIM
 CHANNELS = 17 + 4  # block types, then zombie, cow, skeleton, arrow
@@ -55,12 +54,10 @@ def guarded_policy(base: Policy, guard_actor, radius: int) -> Policy:
     cells = zombie_within(radius)
 
     def logits(p, obs, plan_step):
-        x = obs.reshape(obs.shape[0], -1).astype(jnp.float32)
-        every = jax.vmap(lambda actor: _dense_mlp(actor, x, None))(p["actor"])  # [K + 1, E, A]
+        x = obs.reshape(obs.shape[0], -1)
         view = x[:, :VIEW[0] * VIEW[1] * CHANNELS].reshape(-1, *VIEW, CHANNELS)[..., ZOMBIE] > 0.5
         near = jnp.any(view & cells[None], axis=(1, 2))
-        expert = jnp.where(near, guard, p["step_expert"][plan_step])
-        return jnp.take_along_axis(every, expert[None, :, None], axis=0)[0]
+        return expert_logits(p["actor"], obs, jnp.where(near, guard, p["step_expert"][plan_step]))
 
     return Policy(f"guard r={radius}", {"actor": actors, "step_expert": base.params["step_expert"]}, logits)
 

@@ -32,13 +32,16 @@ class Policy:
     logits: LogitsFn
 
 
-def _composed_logits(params: PyTree, obs: jax.Array, plan_step: jax.Array) -> jax.Array:
-    """Every expert's actor on every observation, then each env's own: K small dense MLPs compile
-    far faster than the grouped MoE dispatch, and evaluation needs neither critics nor gradients."""
+def expert_logits(actors: PyTree, obs: jax.Array, expert: jax.Array) -> jax.Array:
+    """Every stacked actor on every observation, then each env's ``expert`` [E]: K small dense MLPs
+    compile far faster than the grouped MoE dispatch, and evaluation needs neither critics nor gradients."""
     x = obs.reshape(obs.shape[0], -1).astype(jnp.float32)
-    all_logits = jax.vmap(lambda actor: _dense_mlp(actor, x, None))(params["actor"])  # [K, E, A]
-    expert = params["step_expert"][plan_step]
+    all_logits = jax.vmap(lambda actor: _dense_mlp(actor, x, None))(actors)  # [K, E, A]
     return jnp.take_along_axis(all_logits, expert[None, :, None], axis=0)[0]
+
+
+def _composed_logits(params: PyTree, obs: jax.Array, plan_step: jax.Array) -> jax.Array:
+    return expert_logits(params["actor"], obs, params["step_expert"][plan_step])
 
 
 def composed_policy(plan: Sequence[PlanStep], experts: Mapping[str, PyTree], name: str = "trained") -> Policy:

@@ -256,6 +256,11 @@ def ppo_loss(params: PyTree, net: MoEActorCritic, batch: Transition, adv: jax.Ar
 # --------------------------------------------------------------------------- the jitted update
 
 
+def _where_env(mask: jax.Array, new: jax.Array, old: jax.Array) -> jax.Array:
+    """``new`` where the per-env ``mask`` [N] holds, else ``old`` (leaves [N, ...])."""
+    return jnp.where(mask.reshape(mask.shape + (1,) * (old.ndim - 1)), new, old)
+
+
 def make_update_fn(env: Env, env_params: PyTree, plan: CompiledPlan, net: MoEActorCritic,
                    tx: optax.GradientTransformation, config: PPOConfig, k: int,
                    bank_refresh: int, max_steps: int | None = None
@@ -289,7 +294,7 @@ def make_update_fn(env: Env, env_params: PyTree, plan: CompiledPlan, net: MoEAct
     def save_retry(points: RetryPoints, entered: jax.Array, obs: jax.Array, state: PyTree, ep_len: jax.Array,
                    step: jax.Array) -> RetryPoints:
         """Envs where ``entered`` overwrite their own retry point with the step they just entered."""
-        here = lambda new, old: jnp.where(entered.reshape(entered.shape + (1,) * (old.ndim - 1)), new, old)  # noqa: E731
+        here = functools.partial(_where_env, entered)
         return RetryPoints(here(obs, points.obs), jax.tree.map(here, state, points.state),
                            here(ep_len, points.ep_len), here(step, points.step), points.valid | entered)
 
@@ -333,29 +338,24 @@ def make_update_fn(env: Env, env_params: PyTree, plan: CompiledPlan, net: MoEAct
             use_frontier = ep_end & (frontier.size > 0) & coin
         restart_step = jnp.zeros_like(next_step)
         restart_len = jnp.zeros_like(ep_len)
-        if retry:
-            restart_step = jnp.where(use_frontier, frontier.step, 0)
-            restart_len = jnp.where(use_frontier, frontier.ep_len, 0)
-        elif frontier_on:
+        if retry:  # each env restarts from its own point
+            src_obs, src_state, src_step, src_len = frontier.obs, frontier.state, frontier.step, frontier.ep_len
+        elif frontier_on:  # any saved state of the ring
             pick = jax.random.randint(k_pick, (n_env,), 0, jnp.maximum(frontier.size, 1))
-            restart_step = jnp.where(use_frontier, n_plan - 1, 0)
-            restart_len = jnp.where(use_frontier, frontier.ep_len[pick], 0)
+            src_obs, src_state = frontier.obs[pick], jax.tree.map(lambda x: x[pick], frontier.state)
+            src_step, src_len = jnp.full_like(next_step, n_plan - 1), frontier.ep_len[pick]
+        if frontier_on:
+            restart_step = jnp.where(use_frontier, src_step, 0)
+            restart_len = jnp.where(use_frontier, src_len, 0)
         transition = Transition(obs, expert, action, log_prob, value, reward, step_done | ep_end, ep_end, success,
                                 next_step, ep_len, ep_ret, out_of_budget, from_frontier,
                                 jnp.where(use_frontier, restart_step, -1).astype(restart_dtype), dead & ep_end)
         obs2, state2, bank = reset_done(bank, ep_end & ~use_frontier, out.obs, out.state)
-        if retry:
-            mine = lambda saved, cur: jnp.where(  # noqa: E731  (each env restarts from its own point)
-                use_frontier.reshape(use_frontier.shape + (1,) * (cur.ndim - 1)), saved, cur)
-            obs2 = mine(frontier.obs, obs2)
-            state2 = jax.tree.map(mine, frontier.state, state2)
-            # a fresh world has no point to retry yet; a retried one keeps its point
+        if frontier_on:
+            obs2 = _where_env(use_frontier, src_obs, obs2)
+            state2 = jax.tree.map(functools.partial(_where_env, use_frontier), src_state, state2)
+        if retry:  # a fresh world has no point to retry yet; a retried one keeps its point
             frontier = frontier._replace(valid=frontier.valid & ~(ep_end & ~use_frontier))
-        elif frontier_on:
-            chosen = lambda buf, cur: jnp.where(  # noqa: E731
-                use_frontier.reshape(use_frontier.shape + (1,) * (cur.ndim - 1)), buf[pick], cur)
-            obs2 = chosen(frontier.obs, obs2)
-            state2 = jax.tree.map(chosen, frontier.state, state2)
         start_inv = jnp.where(ep_end[:, None], v_inv(state2), start_inv)
         next_step = jnp.where(ep_end, restart_step, next_step)
         ep_len = jnp.where(ep_end, restart_len, ep_len)
