@@ -47,6 +47,7 @@ def test_plan_uses_existing_store_indices_read_only(tmp_path):
     ("skills: [{name: A, requires: {stone: 1}, gains: {wood: 1}}, {name: B, requires: {wood: 1}, gains: {stone: 1}}]",
      "dependency cycle"),
     ("skills: [ {", "not valid YAML"),
+    ("skills: [{name: A, gains: {wood: 1}, train: {plan_order: greedy}}]", "must be one of just_in_time, gather_first"),
 ])
 def test_bad_input_is_one_line_on_stderr_and_nonzero(tmp_path, content, fragment):
     path = tmp_path / "s.yaml"
@@ -63,3 +64,23 @@ def test_missing_store_is_clear(tmp_path):
     res = flowrl("plan", str(ROOT / "examples" / "gridworld_basic.yaml"), "--store", str(tmp_path / "none"), cwd=ROOT)
     assert res.returncode == 2 and "is not a flowrl store" in res.stderr
     assert not (tmp_path / "none").exists()
+
+
+def test_plan_shows_the_order_a_skill_files_train_map_sets(tmp_path):
+    import json
+
+    import yaml
+
+    doc = yaml.safe_load((ROOT / "examples" / "gridworld_basic.yaml").read_text())
+    for skill in doc["skills"]:
+        if skill["name"] == "Collect_Stone":
+            skill["train"] = {**skill.get("train", {}), "plan_order": "gather_first"}
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    res = flowrl("plan", str(path), "--json", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    plans = {s["name"]: [(p["skill"], p["count"]) for p in s["plan"]] for s in json.loads(res.stdout)["skills"]}
+    assert plans["Collect_Stone"] == [("Collect_Wood", 3), ("Place_Table", 1), ("Make_Wood_Pickaxe", 1),
+                                      ("Collect_Stone", 1)]
+    assert plans["Make_Wood_Pickaxe"] == [("Collect_Wood", 2), ("Place_Table", 1), ("Collect_Wood", 1),
+                                          ("Make_Wood_Pickaxe", 1)]  # the rest keep the default

@@ -119,3 +119,73 @@ def test_unknown_target_and_over_cap_are_clear_errors():
         execution_plan(specs, "Nope")
     with pytest.raises(SkillFileError, match="over the inventory cap"):
         execution_plan(specs, "Hoard")
+
+
+def runs_of(plan):
+    return sorted(step.skill for step in plan for _ in range(step.count))
+
+
+@pytest.mark.parametrize("target", [s.name for s in load_skill_file(EXAMPLES / "craftax_classic.yaml")])
+def test_gather_first_is_the_same_runs_reordered_and_still_executable(target):
+    specs = load_skill_file(EXAMPLES / "craftax_classic.yaml")
+    just_in_time = execution_plan(specs, target)
+    gather_first = execution_plan(specs, target, "gather_first")
+    assert runs_of(gather_first) == runs_of(just_in_time)  # same experts, same default budget
+    assert gather_first[-1] == PlanStep(target, 1)
+    inv = simulate(specs, gather_first)
+    assert all(inv.get(key, 0) >= 1 for key in {s.name: s for s in specs}[target].gains)
+
+
+def test_gather_first_leaves_the_iron_search_last_with_only_placements_and_the_craft_after_it():
+    """The just-in-time plan walks back from the iron for stone and three wood; gathering first
+    buys them by the trees and the rock, and only the stations and the craft follow the iron."""
+    specs = load_skill_file(EXAMPLES / "craftax_classic.yaml")
+    plan = execution_plan(specs, "Make_Iron_Pickaxe", "gather_first")
+    assert steps(plan) == [("Collect_Wood", 7), ("Place_Table", 1), ("Make_Wood_Pickaxe", 1), ("Collect_Stone", 3),
+                           ("Collect_Coal", 1), ("Make_Stone_Pickaxe", 1), ("Collect_Iron", 1), ("Place_Table", 1),
+                           ("Place_Furnace", 1), ("Make_Iron_Pickaxe", 1)]
+    assert steps(execution_plan(specs, "Make_Iron_Pickaxe"))[7:10] == [
+        ("Collect_Iron", 1), ("Collect_Coal", 1), ("Collect_Stone", 2)]  # the default is unchanged
+
+
+def test_gather_first_keeps_a_station_placed_again_after_the_agent_crafts_away_from_it():
+    specs = parse_skills({"skills": [
+        {"name": "Wood", "gains": {"wood": 1}},
+        {"name": "Table", "requires": {"wood": 2}, "consumes": {"wood": 2},
+         "gains": {"achievement:place_table": 1, "near:crafting_table": 1}},
+        {"name": "Pick", "requires": {"wood": 1, "near:crafting_table": 1}, "consumes": {"wood": 1},
+         "gains": {"wood_pickaxe": 1}},
+        {"name": "Sword", "requires": {"wood": 1, "near:crafting_table": 1, "wood_pickaxe": 1},
+         "consumes": {"wood": 1}, "gains": {"wood_sword": 1}},
+    ]})
+    plan = execution_plan(specs, "Sword", "gather_first")
+    assert steps(plan) == [("Wood", 6), ("Table", 1), ("Pick", 1), ("Table", 1), ("Sword", 1)]
+    simulate(specs, plan)
+
+
+def test_gather_first_stops_at_the_inventory_cap():
+    specs = parse_skills({"skills": [
+        {"name": "Wood", "gains": {"wood": 1}},
+        {"name": "Chest", "requires": {"wood": 6}, "consumes": {"wood": 6}, "gains": {"sapling": 1}},
+        {"name": "Box", "requires": {"wood": 6, "sapling": 1}, "consumes": {"wood": 6, "sapling": 1},
+         "gains": {"wood_pickaxe": 1}},
+    ]})
+    assert steps(execution_plan(specs, "Box")) == [("Wood", 6), ("Chest", 1), ("Wood", 6), ("Box", 1)]
+    plan = execution_plan(specs, "Box", "gather_first")
+    assert steps(plan) == [("Wood", 9), ("Chest", 1), ("Wood", 3), ("Box", 1)]  # 12 wood would not fit
+
+
+def test_an_unknown_plan_order_is_refused_in_every_place_it_can_be_written():
+    from flowrl_core.training.config import ConfigError, resolve_config
+
+    specs = load_skill_file(EXAMPLES / "gridworld_basic.yaml")
+    with pytest.raises(SkillFileError, match="gather_first"):
+        execution_plan(specs, "Collect_Stone", "greedy")
+    with pytest.raises(ConfigError, match="'plan_order' must be one of just_in_time, gather_first, got 'greedy'"):
+        resolve_config("cpu", {"plan_order": "greedy"})
+    with pytest.raises(SkillFileError, match="'train.plan_order' must be one of just_in_time, gather_first"):
+        parse_skills({"skills": [{"name": "Wood", "gains": {"wood": 1}, "train": {"plan_order": 1}}]})
+    # the words a train: map takes are accepted there (frontier_from was refused as "not a number")
+    specs = parse_skills({"skills": [{"name": "Wood", "gains": {"wood": 1},
+                                      "train": {"plan_order": "gather_first", "frontier_from": "failed_step"}}]})
+    assert resolve_config("cpu", None, specs[0].train)["frontier_from"] == "failed_step"

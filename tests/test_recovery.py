@@ -222,3 +222,28 @@ def test_run_record_round_trips_and_reads_records_of_flowrl_0_1():
     assert RunRecord.from_dict(rec.to_dict(), skill="A", path="p") == rec
     old = {"run_id": "r0", "status": "completed", "started_at": "t", "completed_at": "t2", "frames": 7}
     assert dataclasses.asdict(RunRecord.from_dict(old, skill="A", path="p"))["state"] is RunState.COMPLETED
+
+
+def test_plan_order_plans_the_job_and_naming_the_default_is_the_same_job():
+    """The job holds the plan its plan_order made; a job written before the setting existed (no
+    key) and one naming the default are the same job, so an upgrade abandons no checkpoint."""
+    store = fresh("plan-order")
+    specs = parse_skills({"skills": [
+        *[s.to_dict() for s in SPECS],
+        {"name": "Make_Pick", "requires": {"wood": 1, "achievement:place_table": 1}, "consumes": {"wood": 1},
+         "gains": {"wood_pickaxe": 1}},
+    ]})
+    store.assign_index("Make_Pick")
+    for dependency in ("Collect_Wood", "Place_Table"):
+        trained = setup(store, specs, dependency, env="gridworld", config=CFG)
+        run_job(store, trained.job.run_id)
+        merge_run(store, trained.job.run_id)
+    old = {k: v for k, v in CFG.items() if k != "plan_order"}
+    first = setup(store, specs, "Make_Pick", env="gridworld", config=old)
+    assert [(s.skill, s.count) for s in first.job.plan] == [
+        ("Collect_Wood", 2), ("Place_Table", 1), ("Collect_Wood", 1), ("Make_Pick", 1)]
+    named = setup(store, specs, "Make_Pick", env="gridworld", config=dict(CFG, plan_order="just_in_time"))
+    assert named.resumed and named.job.run_id == first.job.run_id
+    gathered = setup(store, specs, "Make_Pick", env="gridworld", config=dict(CFG, plan_order="gather_first"))
+    assert not gathered.resumed and gathered.abandoned == (first.job.run_id,)
+    assert [(s.skill, s.count) for s in gathered.job.plan] == [("Collect_Wood", 3), ("Place_Table", 1), ("Make_Pick", 1)]

@@ -18,7 +18,7 @@ from typing import Any
 
 from flowrl_core.analysis.records import AnalysisRecord, AnalysisStatus
 from flowrl_core.skills.parsing import SkillFileDoc, parse_skill, parse_skill_doc
-from flowrl_core.skills.plan import execution_plan
+from flowrl_core.skills.plan import execution_plan, file_plan_order
 from flowrl_core.skills.spec import SkillSpec
 
 
@@ -108,10 +108,11 @@ def affected_skills(old: Sequence[SkillSpec], new: Sequence[SkillSpec]) -> tuple
     out = []
     for spec in new:
         try:
-            plan_old = execution_plan(list(old), spec.name) if spec.name in before else None
+            plan_old = (execution_plan(list(old), spec.name, file_plan_order(before[spec.name]))
+                        if spec.name in before else None)
         except Exception:  # noqa: BLE001 - an old spec set that could not plan it: the new one differs
             plan_old = None
-        plan_new = execution_plan(list(new), spec.name)
+        plan_new = execution_plan(list(new), spec.name, file_plan_order(spec))
         changed = plan_old != plan_new or any(before.get(step.skill) != after.get(step.skill) for step in plan_new)
         if changed:
             out.append(spec.name)

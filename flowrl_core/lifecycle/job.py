@@ -74,11 +74,14 @@ class SkillJob:
 # Settings read only once training is over: changing one (or a release adding one) must not
 # turn an unfinished run into a different job and abandon its checkpoints.
 AFTER_TRAINING = ("analysis_episodes",)
+# Settings whose whole effect is the plan, which the identity holds itself: a run planned the
+# same way is the same job whether it was asked for by name or by default.
+IN_PLAN = ("plan_order",)
 
 
 def job_identity(*, skill: str, env: str, env_options: Mapping[str, Any], config: Mapping[str, Any],
                  continuation: bool, plan: list[PlanStep], specs: Mapping[str, Any], trainer: str) -> str:
-    trained = {k: v for k, v in config.items() if k not in AFTER_TRAINING}
+    trained = {k: v for k, v in config.items() if k not in AFTER_TRAINING + IN_PLAN}
     doc = {"skill": skill, "env": env, "env_options": dict(env_options), "config": trained,
            "continuation": bool(continuation), "plan": [s.to_dict() for s in plan],
            "specs": {k: specs[k] for k in sorted(specs)}, "trainer": trainer}

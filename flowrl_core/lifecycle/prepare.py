@@ -153,7 +153,7 @@ def prepare_graph_run(doc: SkillFileDoc, settings: RunSettings) -> GraphRunPlan:
     resolve_trainer(trainer)
     by_name = {s.name: s for s in doc.specs}
     configs = {n: resolve_config(settings.profile, settings.overrides, by_name[n].train, skill=n) for n in targets}
-    plans = {n: tuple(planner.plan(n)) for n in targets}
+    plans = {n: tuple(planner.plan(n, str(configs[n]["plan_order"]))) for n in targets}
     in_plans = sorted({step.skill for plan in plans.values() for step in plan})
     check_specs_for_env([by_name[n] for n in in_plans], env.item_names, env.achievement_names, env_name=env.name,
                         blocks=block_names(env))

@@ -85,7 +85,7 @@ def setup(
     if not continuation and run_id is None and (done >= planned_frames(config) or reached):
         return SetupResult(skill, None, resumed=False, done_frames=done)
 
-    plan = execution_plan(specs, skill)
+    plan = execution_plan(specs, skill, str(config.get("plan_order", "just_in_time")))
     remap = remap_for_plan(skill, plan, store.expert_indices())
     by_name = {s.name: s for s in specs}
     plan_specs = {s: by_name[s].to_dict() for s in remap.skill_of_global.values()}

@@ -15,7 +15,7 @@ from flowrl_core.skills.graph import (
     critical_path_lengths,
     training_order,
 )
-from flowrl_core.skills.plan import Planner
+from flowrl_core.skills.plan import Planner, file_plan_order
 from flowrl_core.skills.remap import Remap, remap_for_plan
 from flowrl_core.skills.spec import PlanStep, SkillSpec
 
@@ -59,7 +59,7 @@ def overview(specs: Sequence[SkillSpec], existing_indices: Mapping[str, int] | N
     lengths = critical_path_lengths(graph)
     skills = {}
     for name in order:
-        plan = planner.plan(name)
+        plan = planner.plan(name, file_plan_order(planner.by_name[name]))
         skills[name] = SkillOverview(
             name=name, depends_on=sorted(graph.predecessors(name)), plan=plan, index=indices[name][0],
             index_is_new=indices[name][1], remap=remap_for_plan(name, plan, flat),

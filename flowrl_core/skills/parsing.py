@@ -29,7 +29,7 @@ from flowrl_core.skills.spec import (
     is_near,
     near_block,
 )
-from flowrl_core.training.config import TRAIN_KEYS
+from flowrl_core.training.config import CHOICES, TRAIN_KEYS
 
 SKILL_KEYS = ("name", "requires", "consumes", "gains", "depends_on", "train", "description", "predicate")
 TOP_KEYS = ("skills", "name", "description", "env", "env_options", "trainer")
@@ -137,6 +137,11 @@ def _check_train(raw: Any, name: str, source: str | None) -> dict[str, Any]:
             raise SkillFileError(
                 f"'train' has unknown override {short(key)}{did_you_mean(str(key), TRAIN_KEYS)}; known: "
                 + ", ".join(TRAIN_KEYS), source=source, skill=name)
+        if key in CHOICES:
+            if value not in CHOICES[key]:
+                raise SkillFileError(f"'train.{key}' must be one of {', '.join(CHOICES[key])}, got {short(value)}",
+                                     source=source, skill=name)
+            continue
         if isinstance(value, bool) and key != "anneal_lr":
             raise SkillFileError(f"'train.{key}' must be a number, got {short(value)}", source=source, skill=name)
         if not isinstance(value, (int, float, bool)) and value is not None:

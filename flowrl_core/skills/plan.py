@@ -15,6 +15,14 @@ will use, then runs the placements last, back to back, so the table and the furn
 to the agent together when it crafts -- which is what Craftax checks, and what an achievement
 (true anywhere, for the rest of the episode) cannot say.
 
+With ``plan_order: gather_first`` (a training setting) the just-in-time plan is then reordered:
+every *gathering* run (one that consumes nothing and gains only items: collecting wood, stone,
+coal) moves to the earliest point where it can run without breaking any later step.  In Craftax
+the just-in-time order walks back from the iron to the trees for the wood and stone the crafts
+use, on the grass where zombies spawn; gathering first buys them while the agent is beside the
+trees and the rock anyway, and leaves the deep, dangerous search last, with only placements and
+the craft after it.  The runs are the same multiset, so budgets and experts do not change.
+
 The distinct skills of the plan are exactly the MoE's experts for training the target.
 """
 
@@ -31,6 +39,7 @@ from flowrl_core.skills.spec import PlanStep, SkillSpec, is_item, is_near
 
 MAX_PLAN_RUNS = 10_000
 INVENTORY_CAP = 9  # Craftax-Classic's per-item cap; a plan needing more can never be executed
+PLAN_ORDERS = ("just_in_time", "gather_first")  # the plan_order training setting
 
 
 class Planner:
@@ -43,15 +52,57 @@ class Planner:
         self.graph = graph if graph is not None else build_graph(list(specs))
         self.depth = self._depths()
 
-    def plan(self, target: str) -> list[PlanStep]:
+    def plan(self, target: str, order: str = "just_in_time") -> list[PlanStep]:
         """Steps that take an empty inventory to a completed run of ``target`` (target last)."""
+        if order not in PLAN_ORDERS:
+            raise SkillFileError(f"unknown plan order {order!r}; choose one of {', '.join(PLAN_ORDERS)}",
+                                 skill=target)
         if target not in self.by_name:
             known = sorted(self.by_name)
             raise SkillFileError(f"unknown target skill {target!r}; known: {', '.join(known[:20])}"
                                  + (f" and {len(known) - 20} more" if len(known) > 20 else ""))
         run = _Run(self, target)
         run.run(target, ())
-        return group_runs(run.runs)
+        runs = run.runs if order == "just_in_time" else self._gather_first(run.runs)
+        return group_runs(runs)
+
+    def _gathers(self, name: str) -> bool:
+        spec = self.by_name[name]
+        return not spec.consumes and bool(spec.gains) and all(is_item(k) for k in spec.gains)
+
+    def _gather_first(self, runs: Sequence[str]) -> list[str]:
+        """Each gathering run, in plan order, moved to the earliest point where the whole plan
+        still executes -- beside runs of the same skill already moved there, else after them,
+        so one skill's runs merge into one step; the target's own run stays last.  Validates whole candidate plans:
+        cubic in the runs, which is nothing for plans of tens of steps."""
+        out = list(runs)
+        for j in range(len(out) - 1):
+            name = out[j]
+            if not self._gathers(name):
+                continue
+            rest = out[:j] + out[j + 1:]
+            at = next((i for i in range(j) if self._executes(rest[:i] + [name] + rest[i:])), j)
+            end = at
+            while end < j and self._gathers(rest[end]):
+                end += 1
+            same = [i + 1 for i in range(at, end) if rest[i] == name]
+            for spot in (same[-1] if same else end, at):  # beside its own kind, else after the block
+                if self._executes(rest[:spot] + [name] + rest[spot:]):
+                    break
+            out = rest[:spot] + [name] + rest[spot:]
+        return out
+
+    def _executes(self, runs: Sequence[str]) -> bool:
+        """Whether ``runs`` takes an empty inventory through every run's needs, within the cap."""
+        inventory: dict[str, int] = {}
+        for name in runs:
+            spec = self.by_name[name]
+            if any(inventory.get(k, 0) < v for k, v in needs(spec).items()):
+                return False
+            apply_run(inventory, spec)
+            if any(is_item(k) and v > INVENTORY_CAP for k, v in inventory.items()):
+                return False
+        return True
 
     def _depths(self) -> dict[str, int]:
         depth: dict[str, int] = {}
@@ -90,16 +141,7 @@ class _Run:
         else:
             missing = {k: v for k, v in need.items() if self.inventory.get(k, 0) < v}
             raise self._fail(f"cannot plan {name!r}: satisfying its needs keeps using up {missing}")
-        if not any(is_near(k) for k in spec.gains):
-            for key in [k for k in self.inventory if is_near(k)]:
-                del self.inventory[key]
-        for key, amount in spec.consumes.items():
-            self.inventory[key] -= amount
-        for key, amount in spec.gains.items():
-            if not is_item(key):  # a flag: achievements and near: keys
-                self.inventory[key] = max(self.inventory.get(key, 0), 1)
-            else:
-                self.inventory[key] = self.inventory.get(key, 0) + amount
+        apply_run(self.inventory, spec)
         self.runs.append(name)
         if len(self.runs) > MAX_PLAN_RUNS:
             raise self._fail(f"the plan exceeds {MAX_PLAN_RUNS} runs; check gains and consumes")
@@ -140,6 +182,21 @@ class _Run:
                 raise self._fail(f"cannot plan: running {provider!r} does not increase {key!r}")
 
 
+def apply_run(inventory: dict[str, int], spec: SkillSpec) -> None:
+    """One run's effect on the simulated inventory: ``near:`` keys lost unless it places a
+    station, then what it consumes and gains (flags are set, items counted)."""
+    if not any(is_near(k) for k in spec.gains):
+        for key in [k for k in inventory if is_near(k)]:
+            del inventory[key]
+    for key, amount in spec.consumes.items():
+        inventory[key] -= amount
+    for key, amount in spec.gains.items():
+        if not is_item(key):  # a flag: achievements and near: keys
+            inventory[key] = max(inventory.get(key, 0), 1)
+        else:
+            inventory[key] = inventory.get(key, 0) + amount
+
+
 def group_runs(runs: Sequence[str]) -> list[PlanStep]:
     steps: list[PlanStep] = []
     for name in runs:
@@ -150,9 +207,15 @@ def group_runs(runs: Sequence[str]) -> list[PlanStep]:
     return steps
 
 
-def execution_plan(specs: Sequence[SkillSpec], target: str) -> list[PlanStep]:
+def execution_plan(specs: Sequence[SkillSpec], target: str, order: str = "just_in_time") -> list[PlanStep]:
     """Steps that take an empty inventory to a completed run of ``target`` (target last)."""
-    return Planner(specs).plan(target)
+    return Planner(specs).plan(target, order)
+
+
+def file_plan_order(spec: SkillSpec) -> str:
+    """The plan order the skill file's ``train:`` map sets for ``spec`` -- what ``flowrl plan``
+    shows; a run's ``--set plan_order=...`` may still override it."""
+    return str(spec.train.get("plan_order", PLAN_ORDERS[0]))
 
 
 def plan_skills(plan: Sequence[PlanStep]) -> list[str]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flowrl_core.errors import FlowRLError, did_you_mean, short
+from flowrl_core.skills.plan import PLAN_ORDERS
 
 PROFILES = ("cpu", "tiny", "default")
 FRONTIER_FROM = ("last_step", "failed_step")  # PPOConfig.frontier_from
@@ -66,6 +67,10 @@ class PPOConfig:
     # Episodes the analyse subtask rolls out after training (trained policy and random baseline
     # alike; flowrl_core.analysis); 0 turns the analysis off.  Not a PPO setting: the trainer ignores it.
     analysis_episodes: int = 32
+    # Order of the skill's execution plan (flowrl_core.skills.plan): "just_in_time" gathers each
+    # item right before the step that uses it; "gather_first" moves every gathering run as early
+    # as the plan allows.  Not a PPO setting: setup plans with it, the trainer ignores it.
+    plan_order: str = "just_in_time"
 
     def __post_init__(self) -> None:
         for name in ("num_envs", "num_steps", "update_epochs", "num_minibatches", "width", "depth",
@@ -87,6 +92,9 @@ class PPOConfig:
         if self.frontier_from not in FRONTIER_FROM:
             raise ValueError(f"PPOConfig.frontier_from must be one of {', '.join(FRONTIER_FROM)}, "
                              f"got {self.frontier_from!r}")
+        if self.plan_order not in PLAN_ORDERS:
+            raise ValueError(f"PPOConfig.plan_order must be one of {', '.join(PLAN_ORDERS)}, "
+                             f"got {self.plan_order!r}")
         if not 0.0 <= self.frontier_reset_prob < 1.0:
             raise ValueError("PPOConfig.frontier_reset_prob must be in [0, 1) (1 would never start a fresh "
                              f"episode again), got {self.frontier_reset_prob!r}")
@@ -116,6 +124,8 @@ class PPOConfig:
 
 # What a skill file's ``train:`` map may set: every PPOConfig field.
 TRAIN_KEYS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(PPOConfig))
+# The settings that take a word, not a number, and the words each allows.
+CHOICES: dict[str, tuple[str, ...]] = {"frontier_from": FRONTIER_FROM, "plan_order": PLAN_ORDERS}
 
 
 class ConfigError(FlowRLError, ValueError):
@@ -226,6 +236,11 @@ def _check_type(key: str, value: Any, annotation: str, skill: str) -> None:
             return  # YAML and JSON read 1e6 as a float (resolve_config makes it an int)
     elif annotation.startswith("float"):
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif key in CHOICES:
+        if value not in CHOICES[key]:
+            raise ConfigError(f"{_who(skill)}training setting {key!r} must be one of {', '.join(CHOICES[key])}, "
+                              f"got {short(value)}")
+        return
     else:
         ok = True
     if not ok:
