@@ -23,8 +23,14 @@ def status(
     if json_:
         print_json(summary.to_dict())
         return
-    table = Table(title=f"store {summary.store}")
-    for col in ("skill", "expert", "state", "frames", "version", "trained", "runs", "success", "evaluated (random)"):
+    # Two columns of success answer different questions, and read as a contradiction unless the
+    # table says so: the skill's own last run while it trained, and the store's experts *now*
+    # (which its dependants' runs keep training) on fresh episodes.
+    table = Table(title=f"store {summary.store}", caption=(
+        "expert frames: all runs that trained the expert (dependants' runs too); own frames, last run's success: "
+        "the skill's own runs, while training; evaluated: the current experts on fresh episodes, random in brackets"))
+    for col in ("skill", "expert", "state", "expert frames", "version", "own frames", "runs", "last run's success",
+                "evaluated (random)"):
         table.add_column(col, overflow="fold")
     for s in summary.skills:
         runs = f"{s.completed_runs}/{s.runs}" + (f" ({s.unfinished_runs} unfinished)" if s.unfinished_runs else "") \
