@@ -1,12 +1,13 @@
 """How validation and planning scale with the size of a skill file (issue: 10k skills in seconds).
 
-Usage:  python -m benchmarks.plan_scale [--sizes 1000 10000] [--cli]
+Usage:  python -m benchmarks.plan_scale [--sizes 1000 10000] [--cli] [--order gather_first]
 
 Generates skill files of random libraries over the Craftax-Classic vocabulary (each skill gains one
 key and requires up to two keys some earlier skill provides — the shape an LLM proposer grows), then
 times, in this process: reading and validating the file (bounded read, YAML/JSON, every skill and
 the graph) and planning every skill with its remap (what ``flowrl plan`` computes).  ``--cli`` also
 times the whole ``flowrl plan FILE --json`` command (process start and imports included).
+``--order gather_first`` plans every skill with that plan order (its ``train:`` map sets it).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--cli", action="store_true", help="also time `flowrl plan FILE --json`")
+    parser.add_argument("--order", default="just_in_time", help="plan_order every skill's train: map sets")
     args = parser.parse_args()
     from flowrl_core.reporting.plan_view import overview
     from flowrl_core.skills.parsing import read_skill_file
@@ -50,7 +52,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.sizes:
             path = Path(tmp) / f"lib{n}.json"
-            path.write_text(json.dumps(library(n)))
+            lib = library(n)
+            if args.order != "just_in_time":
+                for skill in lib["skills"]:
+                    skill["train"] = {"plan_order": args.order}
+            path.write_text(json.dumps(lib))
             t0 = time.perf_counter()
             doc = read_skill_file(path)
             t1 = time.perf_counter()
