@@ -143,7 +143,7 @@ def test_retry_points_hold_the_state_their_step_was_entered_in(with_retries):
 def test_frontier_from_is_checked_before_training():
     from flowrl_core.training.config import ConfigError, resolve_config
 
-    with pytest.raises(ConfigError, match="frontier_from must be one of last_step, failed_step"):
+    with pytest.raises(ConfigError, match="'frontier_from' must be one of last_step, failed_step"):
         resolve_config("tiny", {"frontier_from": "deepest"}, skill="Collect_Iron")
 
 
