@@ -84,8 +84,9 @@ def test_iron_tools_place_table_and_furnace_beside_the_agent_right_before_crafti
     assert gathered.get("coal", 0) >= 1 and gathered.get("iron", 0) >= 1
 
 
-def test_a_near_key_is_lost_by_walking_off_and_placed_again():
-    specs = parse_skills({"skills": [
+def station_specs():
+    """A table that two crafts need in range: the second craft follows a walk-off."""
+    return parse_skills({"skills": [
         {"name": "Wood", "gains": {"wood": 1}},
         {"name": "Table", "requires": {"wood": 2}, "consumes": {"wood": 2},
          "gains": {"achievement:place_table": 1, "near:crafting_table": 1}},
@@ -94,6 +95,10 @@ def test_a_near_key_is_lost_by_walking_off_and_placed_again():
         {"name": "Sword", "requires": {"wood": 1, "near:crafting_table": 1, "wood_pickaxe": 1},
          "consumes": {"wood": 1}, "gains": {"wood_sword": 1}},
     ]})
+
+
+def test_a_near_key_is_lost_by_walking_off_and_placed_again():
+    specs = station_specs()
     assert steps(execution_plan(specs, "Pick")) == [("Wood", 3), ("Table", 1), ("Pick", 1)]
     # after crafting the pickaxe and chopping again the agent is no longer at the table
     plan = execution_plan(specs, "Sword")
@@ -149,15 +154,7 @@ def test_gather_first_leaves_the_iron_search_last_with_only_placements_and_the_c
 
 
 def test_gather_first_keeps_a_station_placed_again_after_the_agent_crafts_away_from_it():
-    specs = parse_skills({"skills": [
-        {"name": "Wood", "gains": {"wood": 1}},
-        {"name": "Table", "requires": {"wood": 2}, "consumes": {"wood": 2},
-         "gains": {"achievement:place_table": 1, "near:crafting_table": 1}},
-        {"name": "Pick", "requires": {"wood": 1, "near:crafting_table": 1}, "consumes": {"wood": 1},
-         "gains": {"wood_pickaxe": 1}},
-        {"name": "Sword", "requires": {"wood": 1, "near:crafting_table": 1, "wood_pickaxe": 1},
-         "consumes": {"wood": 1}, "gains": {"wood_sword": 1}},
-    ]})
+    specs = station_specs()
     plan = execution_plan(specs, "Sword", "gather_first")
     assert steps(plan) == [("Wood", 6), ("Table", 1), ("Pick", 1), ("Table", 1), ("Sword", 1)]
     simulate(specs, plan)
