@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -65,6 +66,26 @@ def test_status_in_a_pipe_is_not_cut_at_80_columns(store):
     version = next(s["version"] for s in skills if s["name"] == LONG)
     assert version in res.stdout
     assert "99%" in res.stdout and "123,456" in res.stdout
+
+
+@pytest.mark.parametrize("columns", ["80", "100", "160"])
+def test_status_in_a_terminal_fits_its_width_and_never_breaks_a_name(store, columns):
+    """rich's own fitting broke skill names mid-word and spread a version id over eight lines."""
+    res = flowrl("status", store.url, columns=columns)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert max(len(line) for line in lines) <= int(columns)
+    assert any(LONG in line for line in lines) and any("Collect_Wood" in line for line in lines)
+    version = next(s["version"] for s in json.loads(flowrl("status", store.url, "--json").stdout)["skills"]
+                   if s["name"] == LONG)
+    assert version not in res.stdout  # 79 characters; its hash's first 8 stand for it where it fits
+    text = " ".join(res.stdout.split())
+    shown = version.rsplit("-", 1)[-1][:8] in res.stdout
+    hidden = re.search(r"not shown at this width: ([a-z ,']+) \(", text)
+    assert shown != bool(hidden and "version" in hidden.group(1))  # shown, or said to be left out
+    assert "123,456" in res.stdout or (hidden and "expert frames" in hidden.group(1))
+    if columns == "160":  # room for all nine columns beside the 52-character name
+        assert shown and not hidden and "99%" in res.stdout
 
 
 def test_plan_json_has_graph_order_critical_path_plans_and_remaps():

@@ -39,7 +39,15 @@ def _console(stderr: bool = False) -> Console:
     ``flowrl status | cat`` or a CI log never cuts a skill name (COLUMNS still wins when set)."""
     stream = sys.stderr if stderr else sys.stdout
     wide = not stream.isatty() and not os.environ.get("COLUMNS")
-    return Console(stderr=stderr, width=100_000 if wide else None)
+    return Console(stderr=stderr, width=UNLIMITED if wide else None)
+
+
+UNLIMITED = 100_000  # the width of a console that writes to a pipe or file
+
+
+def fitted_to_terminal(console: Console) -> bool:
+    """Whether ``console`` fits its output to a terminal's width (a pipe or file is never cut)."""
+    return console.width < UNLIMITED
 
 
 out = _console()

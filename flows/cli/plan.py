@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.table import Table
 from rich.tree import Tree
 
 from flows.cli.app import app, out, print_json
+from flows.cli.tables import Col, fitted_table
 
 
 def _plan_steps(plan) -> str:
@@ -65,12 +65,11 @@ def plan(
     out.print(f"[bold]training order:[/] {' → '.join(view.order)}")
     out.print(f"[bold]critical path:[/] {' → '.join(view.critical_path)} ({len(view.critical_path)} skills)")
 
-    table = Table(title="execution plans and expert remaps", show_lines=False)
-    for col in ("skill", "expert", "execution plan", "MoE experts (global→local)"):
-        table.add_column(col)
+    rows = []
     for name in view.order:
         s = view.skills[name]
         idx = f"{s.index}" + (" [dim](new)[/]" if s.index_is_new else "")
         remap = ", ".join(f"{g}→{l} {s.remap.skill_of_global[g]}" for g, l in s.remap.global_to_local.items())
-        table.add_row(name, idx, _plan_steps(s.plan), remap)
-    out.print(table)
+        rows.append((name, idx, _plan_steps(s.plan), remap))
+    columns = (Col("skill"), Col("expert"), Col("execution plan", wrap=True), Col("MoE experts (global→local)", wrap=True))
+    out.print(fitted_table(out, columns, rows, title="execution plans and expert remaps"))

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
-from rich.table import Table
 
 from flowrl_core.defaults import DEFAULT_ENV, DEFAULT_PROFILE, DEFAULT_STORE
 from flows.cli.app import ExitCode, _parse_settings, app, err, fail, out, stop_after_interrupt
+from flows.cli.tables import Col, fitted_table
 
 
 def _progress_notes(store: Any, targets: list[str], budgets: dict[str, int]) -> dict[str, tuple[int, str]]:
@@ -142,14 +142,13 @@ def _infrastructure(exc: BaseException) -> BaseException:
 
 
 def _print_summary(summary: Any) -> None:
-    table = Table(title=f"results in {summary.store}")
-    for col in ("skill", "expert", "status", "frames", "success", "merge decisions"):
-        table.add_column(col, overflow="fold")
-    for o in summary.outcomes:
-        table.add_row(o.skill, str(o.expert), o.status.value, f"{o.frames:,}" if o.frames is not None else "",
-                      f"{o.success_rate:.0%}" if o.success_rate is not None else "",
-                      ", ".join(f"{d['skill']} {d['action']}" for d in o.decisions) or o.error[:200])
-    out.print(table)
+    columns = (Col("skill"), Col("expert", keep=3, right=True), Col("status"), Col("frames", keep=5, right=True),
+               Col("success", keep=7, right=True), Col("merge decisions", keep=4, wrap=True))
+    rows = [(o.skill, str(o.expert), o.status.value, f"{o.frames:,}" if o.frames is not None else "",
+             f"{o.success_rate:.0%}" if o.success_rate is not None else "",
+             ", ".join(f"{d['skill']} {d['action']}" for d in o.decisions) or o.error[:200])
+            for o in summary.outcomes]
+    out.print(fitted_table(out, columns, rows, title=f"results in {summary.store}"))
     out.print(f"store: [bold]{summary.store}[/] — inspect with `flowrl status {summary.store}`")
 
 

@@ -6,9 +6,8 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.table import Table
-
-from flows.cli.app import app, out, print_json
+from flows.cli.app import app, fitted_to_terminal, out, print_json
+from flows.cli.tables import Col, fitted_table
 
 
 @app.command()
@@ -26,19 +25,28 @@ def status(
     # Two columns of success answer different questions, and read as a contradiction unless the
     # table says so: the skill's own last run while it trained, and the store's experts *now*
     # (which its dependants' runs keep training) on fresh episodes.
-    table = Table(title=f"store {summary.store}", caption=(
-        "expert frames: all runs that trained the expert (dependants' runs too); own frames, last run's success: "
-        "the skill's own runs, while training; evaluated: the current experts on fresh episodes, random in brackets"))
-    for col in ("skill", "expert", "state", "expert frames", "version", "own frames", "runs", "last run's success",
-                "evaluated (random)"):
-        table.add_column(col, overflow="fold")
+    caption = ("expert frames: all runs that trained the expert (dependants' runs too); own frames, last run's "
+               "success: the skill's own runs, while training; evaluated: the current experts on fresh episodes, "
+               "random in brackets")
+    short = fitted_to_terminal(out)
+    if short:
+        caption += "; version: its parameters' hash (full ids with --json or `| cat`)"
+    columns = (Col("skill"), Col("expert", keep=4, right=True), Col("state"), Col("expert\nframes", keep=6, right=True),
+               Col("version", keep=2), Col("own\nframes", keep=3, right=True), Col("runs", keep=5, wrap=True),
+               Col("last run's\nsuccess", keep=7, right=True), Col("evaluated\n(random)", keep=8, wrap=True))
+    rows = []
     for s in summary.skills:
         runs = f"{s.completed_runs}/{s.runs}" + (f" ({s.unfinished_runs} unfinished)" if s.unfinished_runs else "") \
             + (f" ({s.failed_runs} failed)" if s.failed_runs else "")
-        table.add_row(s.name, str(s.expert), s.state, f"{s.frames:,}", s.version or "—", f"{s.trained_frames:,}", runs,
-                      f"{s.success_rate:.0%}" if s.success_rate is not None else "—",
-                      _evaluated(s))
-    out.print(table)
+        version = (_short_version(s.version) if short else s.version) if s.version else "—"
+        rows.append((s.name, str(s.expert), s.state, f"{s.frames:,}", version, f"{s.trained_frames:,}", runs,
+                     f"{s.success_rate:.0%}" if s.success_rate is not None else "—", _evaluated(s)))
+    out.print(fitted_table(out, columns, rows, title=f"store {summary.store}", caption=caption))
+
+
+def _short_version(version_id: str) -> str:
+    """The content hash that ends a version id, cut like a short git commit."""
+    return version_id.rsplit("-", 1)[-1][:8]
 
 
 def _evaluated(s) -> str:
