@@ -233,7 +233,7 @@ def _trained(skill: str, prepared: SetupResult, result: TrainingResult, decision
     assert prepared.job is not None
     return SkillOutcome(
         skill, SkillStatus.TRAINED, run_id=prepared.job.run_id, frames=result.frames,
-        success_rate=result.success_rate, decisions=tuple(d.to_dict() for d in decisions),
+        success_rate=result.success_rate, decisions=tuple(decisions),
         duration_s=round(time.time() - started, 2), resumed=prepared.resumed,
         artifacts={k: v for k, v in result.artifacts.items() if k in ("learning_curve", "rollout")},
         analysis=analysis.headline())

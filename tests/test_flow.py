@@ -163,7 +163,7 @@ def test_continuation_trains_a_new_version(trained):
     [row] = summary.outcomes
     assert row.frames == 8 * 16 * 2
     assert current_version(store, index).frames == before + 8 * 16 * 2
-    assert {d["skill"]: d["action"] for d in row.decisions}["Make_Wood_Sword"] == "updated"
+    assert {d.skill: d.action for d in row.decisions}["Make_Wood_Sword"] == "updated"
 
 
 def test_a_failed_skill_fails_only_its_descendants(tmp_path):

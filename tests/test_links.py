@@ -17,6 +17,7 @@ from flowrl_core.lifecycle.outcomes import SkillOutcome, SkillStatus
 from flowrl_core.reporting.flow_artifacts import flow_artifacts, fmt_duration, fmt_frames, fmt_rate
 from flowrl_core.reporting.links import DEFAULT_SERVE_URL, object_url, served_url
 from flowrl_core.reporting.plots import dag_png
+from flowrl_core.store.experts import Decision
 from flowrl_core.store.objects import Store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -147,8 +148,7 @@ def test_flow_artifacts_short_table_details_and_images(tmp_path):
     outcomes = [
         SkillOutcome("Collect_Wood", SkillStatus.TRAINED, expert=0, frames=65536, success_rate=0.9863945578231292,
                      duration_s=75.3, run_id="r1", artifacts={"learning_curve": curve},
-                     decisions=({"index": 0, "skill": "Collect_Wood", "action": "new", "proposed_frames": 65536,
-                                 "current_frames": 65536},)),
+                     decisions=(Decision(0, "Collect_Wood", "new", 65536, None, 65536, "0:new"),)),
         SkillOutcome("Place_Table", SkillStatus.FAILED, error=error),
     ]
     graph = nx.DiGraph([("Collect_Wood", "Place_Table")])

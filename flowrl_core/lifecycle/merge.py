@@ -32,5 +32,5 @@ def merge_run(store: Store, run_id: str) -> list[Decision]:
     write_run_record(store, RunRecord(
         run_id=run_id, skill=job.skill, state=RunState.COMPLETED, started_at=job.created_at, job_hash=job.identity(),
         continuation=job.continuation, ended_at=now_iso(), frames=result.frames, early_stopped=result.early_stopped,
-        success_rate=result.success_rate, decisions=tuple(d.to_dict() for d in decisions)))
+        success_rate=result.success_rate, decisions=tuple(decisions)))
     return decisions

@@ -10,6 +10,8 @@ from typing import Any
 
 import networkx as nx
 
+from flowrl_core.store.experts import Decision
+
 
 class SkillStatus(str, Enum):
     TRAINED = "trained"  # a run trained and merged
@@ -31,7 +33,7 @@ class SkillOutcome:
     run_id: str | None = None
     frames: int | None = None  # frames this run trained (already done: frames its runs trained before)
     success_rate: float | None = None  # of the last training update
-    decisions: tuple[Mapping[str, Any], ...] = ()  # the frame-count rule's decision per expert
+    decisions: tuple[Decision, ...] = ()  # the frame-count rule's decision per expert
     duration_s: float | None = None
     resumed: bool = False
     artifacts: Mapping[str, str] = field(default_factory=dict)  # learning_curve / rollout paths in the store
@@ -41,13 +43,14 @@ class SkillOutcome:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["status"] = self.status.value
-        d["decisions"] = [dict(x) for x in self.decisions]
+        d["decisions"] = [x.to_dict() for x in self.decisions]
         d["artifacts"] = dict(self.artifacts)
         return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "SkillOutcome":
-        return cls(**{**d, "status": SkillStatus(d["status"]), "decisions": tuple(d.get("decisions", ())),
+        return cls(**{**d, "status": SkillStatus(d["status"]),
+                      "decisions": tuple(Decision.from_dict(x) for x in d.get("decisions", ())),
                       "artifacts": dict(d.get("artifacts") or {})})
 
 

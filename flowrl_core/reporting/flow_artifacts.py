@@ -27,6 +27,7 @@ import networkx as nx
 from flowrl_core.analysis.records import AnalysisRecord
 from flowrl_core.lifecycle.outcomes import SkillOutcome
 from flowrl_core.reporting.links import ObjectLink, object_url
+from flowrl_core.store.experts import Decision
 from flowrl_core.store.objects import Store
 
 PICTURES: tuple[tuple[str, str], ...] = (("learning_curve", "learning curve"), ("rollout", "rollout"))
@@ -128,10 +129,9 @@ def short(text: str, limit: int = NOTE_CHARS) -> str:
     return line if len(line) <= limit else line[:limit - 1].rstrip() + "…"
 
 
-def decision_text(d: Mapping[str, Any]) -> str:
-    """One merge decision (a :class:`~flowrl_core.store.experts.Decision` as a dict) in words."""
-    return (f"expert {d.get('index')} ({d.get('skill')}) {d.get('action')}: proposed {d.get('proposed_frames')} "
-            f"frames, store now {d.get('current_frames')}")
+def decision_text(d: Decision) -> str:
+    """One merge decision in words."""
+    return f"expert {d.index} ({d.skill}) {d.action}: proposed {d.proposed_frames} frames, store now {d.current_frames}"
 
 
 def _md_cell(text: str) -> str:

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -108,6 +108,19 @@ class Decision:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Decision":
+        """Raises KeyError/TypeError/ValueError on a malformed record; the reader names the file."""
+        action = str(d["action"])
+        if action not in ("new", "updated", "kept"):
+            raise ValueError(f"unknown merge action {action!r}")
+        previous = d.get("previous_frames")
+        return cls(index=int(d["index"]), skill=str(d["skill"]), action=action,  # type: ignore[arg-type]
+                   proposed_frames=int(d["proposed_frames"]),
+                   previous_frames=None if previous is None else int(previous),
+                   current_frames=int(d["current_frames"]), current_version=str(d["current_version"]),
+                   already_merged=bool(d.get("already_merged", False)))
 
 
 def _check_proposal(p: Proposal) -> None:

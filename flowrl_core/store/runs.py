@@ -16,6 +16,7 @@ from enum import Enum
 from typing import Any
 
 from flowrl_core.errors import StoreCorruptError, StoreError
+from flowrl_core.store.experts import Decision
 from flowrl_core.store.objects import Store
 
 
@@ -129,13 +130,13 @@ class RunRecord:
     frames: int = 0  # frames this run trained (set when it completed)
     early_stopped: bool = False
     success_rate: float | None = None
-    decisions: tuple[Mapping[str, Any], ...] = ()
+    decisions: tuple[Decision, ...] = ()  # the frame-count rule's, when the run merged
     reason: str = ""  # why it failed or was abandoned
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["state"] = self.state.value
-        d["decisions"] = [dict(x) for x in self.decisions]
+        d["decisions"] = [x.to_dict() for x in self.decisions]
         return d
 
     @classmethod
@@ -149,7 +150,7 @@ class RunRecord:
                 ended_at=str(d.get("ended_at", d.get("completed_at", ""))), frames=int(d.get("frames", 0)),
                 early_stopped=bool(d.get("early_stopped", False)),
                 success_rate=None if d.get("success_rate") is None else float(d["success_rate"]),
-                decisions=tuple(dict(x) for x in d.get("decisions", ())), reason=str(d.get("reason", "")))
+                decisions=tuple(Decision.from_dict(x) for x in d.get("decisions", ())), reason=str(d.get("reason", "")))
         except (KeyError, TypeError, ValueError) as exc:
             raise StoreCorruptError(path, f"not a run record ({type(exc).__name__}: {exc})") from None
 

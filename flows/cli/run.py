@@ -146,7 +146,7 @@ def _print_summary(summary: Any) -> None:
                Col("success", keep=7, right=True), Col("merge decisions", keep=4, wrap=True))
     rows = [(o.skill, str(o.expert), o.status.value, f"{o.frames:,}" if o.frames is not None else "",
              f"{o.success_rate:.0%}" if o.success_rate is not None else "",
-             ", ".join(f"{d['skill']} {d['action']}" for d in o.decisions) or o.error[:200])
+             ", ".join(f"{d.skill} {d.action}" for d in o.decisions) or o.error[:200])
             for o in summary.outcomes]
     out.print(fitted_table(out, columns, rows, title=f"results in {summary.store}"))
     out.print(f"store: [bold]{summary.store}[/] — inspect with `flowrl status {summary.store}`")
