@@ -15,7 +15,6 @@ from prefect import flow, get_run_logger
 from flowrl_core.defaults import DEFAULT_PROFILE, DEFAULT_STORE
 from flowrl_core.lifecycle.prepare import Launcher
 from flowrl_core.plugins import load_plugins
-from flowrl_core.evaluation.store import latest_evaluation
 from flowrl_core.lifecycle.job import last_completed_job
 from flowrl_core.reporting.status import summarize_store
 from flowrl_core.store.objects import Store
@@ -29,8 +28,7 @@ def weakest(store: Store, count: int) -> list[str]:
     for s in summarize_store(store).skills:
         if not s.completed_runs:
             continue
-        evaluation = latest_evaluation(store, s.name)
-        rate = evaluation.success_rate if evaluation is not None else s.success_rate
+        rate = s.evaluated_success if s.evaluated_success is not None else s.success_rate
         rows.append((rate if rate is not None else -1.0, s.name))
     return [name for _, name in sorted(rows)[:count]]
 

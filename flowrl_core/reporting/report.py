@@ -145,7 +145,7 @@ def _summary_table(skills: Sequence[SkillState], anchors: Mapping[str, str]) -> 
     for s in skills:
         rows.append([
             (f'<a href="#{anchors[s.name]}">{_e(s.name)}</a>', ""),
-            (_e(s.state), f"state-{s.state}"),
+            (_e(s.state.value), f"state-{s.state.value}"),
             (_e(s.expert if s.expert is not None else "—"), "num"),
             (_count(s.frames), "num"),
             (_count(s.trained_frames), "num"),
@@ -257,7 +257,7 @@ def render_report(store: Store) -> str:
         except FlowRLError as exc:
             runs[s.name] = {}
             notes.append(f"skill {s.name}: run records unreadable: {exc}")
-    states = {s.name: s.state for s in skills}
+    states = {s.name: s.state.value for s in skills}
     anchors = {s.name: f"skill-{i}" for i, s in enumerate(skills)}
     graph, graph_note = _skill_graph(specs)
     if graph_note:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from enum import Enum
 from typing import Any
 
 from flowrl_core.store.experts import current_version
@@ -10,6 +11,15 @@ from flowrl_core.store.objects import Store
 from flowrl_core.store.runs import RunRecord, RunState, skill_runs
 
 STATUS_SCHEMA = "flowrl.status/1"
+
+
+class SkillProgress(str, Enum):
+    """Where a skill of the store stands, from its runs and its expert's versions."""
+
+    TRAINED = "trained"  # a version of its expert exists, or a run of it completed
+    UNFINISHED = "unfinished"  # its latest run started and never ended: running now, or killed (a rerun resumes it)
+    FAILED = "failed"  # its latest run failed (``last_error`` says why)
+    UNTRAINED = "untrained"  # nothing trained it yet
 
 
 @dataclass(frozen=True)
@@ -24,7 +34,7 @@ class SkillState:
     unfinished_runs: int
     failed_runs: int
     success_rate: float | None  # of the latest completed run's last update
-    state: str  # trained | training or unfinished | failed | untrained
+    state: SkillProgress
     last_error: str = ""
     evaluated_success: float | None = None  # the latest recorded evaluation's (fresh episodes; None: never evaluated)
     random_success: float | None = None  # a uniform random policy's, same episodes and budget
@@ -32,7 +42,7 @@ class SkillState:
     evaluated_death_cause: str | None = None  # their commonest cause (None: none died, or the env cannot say)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return asdict(self) | {"state": self.state.value}
 
 
 @dataclass(frozen=True)
@@ -48,15 +58,15 @@ class StoreStatus:
         return {"schema": STATUS_SCHEMA, "store": self.store, "skills": [s.to_dict() for s in self.skills]}
 
 
-def _state(runs: dict[str, RunRecord], has_version: bool) -> tuple[str, str]:
+def _state(runs: dict[str, RunRecord], has_version: bool) -> tuple[SkillProgress, str]:
     latest = max((r for r in runs.values() if r.state is not RunState.ABANDONED),
                  key=lambda r: r.ended_at or r.started_at, default=None)
     if latest is not None and latest.state is RunState.STARTED:
-        return "unfinished", ""
+        return SkillProgress.UNFINISHED, ""
     if latest is not None and latest.state is RunState.FAILED:
-        return "failed", latest.reason
+        return SkillProgress.FAILED, latest.reason
     trained = has_version or any(r.state is RunState.COMPLETED for r in runs.values())
-    return ("trained", "") if trained else ("untrained", "")
+    return (SkillProgress.TRAINED if trained else SkillProgress.UNTRAINED), ""
 
 
 def latest_evaluation(store: Store, skill: str) -> Any:

@@ -39,7 +39,7 @@ def status(
         runs = f"{s.completed_runs}/{s.runs}" + (f" ({s.unfinished_runs} unfinished)" if s.unfinished_runs else "") \
             + (f" ({s.failed_runs} failed)" if s.failed_runs else "")
         version = (_short_version(s.version) if short else s.version) if s.version else "—"
-        rows.append((s.name, str(s.expert), s.state, f"{s.frames:,}", version, f"{s.trained_frames:,}", runs,
+        rows.append((s.name, str(s.expert), s.state.value, f"{s.frames:,}", version, f"{s.trained_frames:,}", runs,
                      f"{s.success_rate:.0%}" if s.success_rate is not None else "—", _evaluated(s)))
     out.print(fitted_table(out, columns, rows, title=f"store {summary.store}", caption=caption))
 
