@@ -114,6 +114,19 @@ def configure_jax() -> None:
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 
+def open_given_run(run_id: str) -> Store:
+    """The start every per-run child process shares (trainer, analysis, memory estimate): the
+    TrainerInput on stdin names the store, so its URL and credentials stay off the command line
+    where ``ps`` shows them, and must name the run the command line does; plugins and the JAX
+    compilation cache are set up the same way in all of them."""
+    given = messages.TrainerInput.from_json(sys.stdin.read())
+    if given.run_id != run_id:
+        raise messages.ProtocolError(f"--run-id {run_id} differs from the input's run id {given.run_id}")
+    load_plugins()
+    configure_jax()
+    return Store(given.store, storage_options=given.storage_options, create=False)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m flowrl_core.lifecycle.train",
                                      description="Train one run; reads a TrainerInput JSON document on stdin.")
@@ -127,14 +140,9 @@ def main(argv: list[str] | None = None) -> int:
             pipe.write(messages.encode(message))
 
     try:
-        given = messages.TrainerInput.from_json(sys.stdin.read())
-        if given.run_id != args.run_id:
-            raise messages.ProtocolError(f"--run-id {args.run_id} differs from the input's run id {given.run_id}")
-        load_plugins()
-        configure_jax()
-        store = Store(given.store, storage_options=given.storage_options, create=False)
-        run_job(store, given.run_id, send=send)
-        analyse_after_training(store, given.run_id)
+        store = open_given_run(args.run_id)
+        run_job(store, args.run_id, send=send)
+        analyse_after_training(store, args.run_id)
     except FlowRLError as exc:
         send(messages.Failed(run_id=args.run_id, error=str(exc)))
         print(f"error: {exc}", file=sys.stderr, flush=True)

@@ -412,27 +412,17 @@ def main(argv: list[str] | None = None) -> int:
     the PPO trainer gets ``estimate: null`` (packing runs it alone)."""
     from flowrl_core.errors import FlowRLError
     from flowrl_core.lifecycle.job import DEFAULT_TRAINER, load_job
-    from flowrl_core.lifecycle.messages import TrainerInput
-    from flowrl_core.lifecycle.train import (
-        configure_jax,  # the trainer's compilation cache: it reuses ours
-    )
-    from flowrl_core.plugins import load_plugins
-    from flowrl_core.store.objects import Store
+    from flowrl_core.lifecycle.train import open_given_run
 
     parser = argparse.ArgumentParser(prog="python -m flowrl_core.training.memory",
                                      description="Estimate one prepared run's memory; reads a TrainerInput on stdin.")
     parser.add_argument("--run-id", required=True, help="the run to estimate (also in the input; shown in ps)")
     args = parser.parse_args(argv)
     try:
-        given = TrainerInput.from_json(sys.stdin.read())
-        if given.run_id != args.run_id:
-            raise FlowRLError(f"--run-id {args.run_id} differs from the input's run id {given.run_id}")
-        load_plugins()
-        configure_jax()
-        store = Store(given.store, storage_options=given.storage_options, create=False)
-        job = load_job(store, given.run_id)
+        store = open_given_run(args.run_id)
+        job = load_job(store, args.run_id)
         estimate = estimate_job(job) if job.trainer == DEFAULT_TRAINER else None
-        store.run(given.run_id).write_doc("memory.json", RunMemory(estimate).to_dict())
+        store.run(args.run_id).write_doc("memory.json", RunMemory(estimate).to_dict())
     except FlowRLError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 2
