@@ -54,7 +54,7 @@ def evaluate(env: Env, env_params: PyTree, plan: Sequence[PlanStep], specs: Mapp
     keeps stepping afterwards (cheaper than masking the step), but nothing it does counts.
     """
     compiled = compile_for_env(env, plan, specs, expert_of_skill, shaping=config.shaping,
-                               completion_reward=config.completion_reward)
+                               completion_reward=config.completion_reward, step_goal=config.step_goal)
     k = len(set(expert_of_skill.values()))
     net = MoEActorCritic(num_experts=k, num_actions=env.num_actions, width=config.width, depth=config.depth)
     n_plan = compiled.num_steps

@@ -48,6 +48,7 @@ def test_plan_uses_existing_store_indices_read_only(tmp_path):
      "dependency cycle"),
     ("skills: [ {", "not valid YAML"),
     ("skills: [{name: A, gains: {wood: 1}, train: {plan_order: greedy}}]", "must be one of just_in_time, gather_first"),
+    ("skills: [{name: A, gains: {wood: 1}, train: {step_goal: owned}}]", "must be one of gained, held"),
 ])
 def test_bad_input_is_one_line_on_stderr_and_nonzero(tmp_path, content, fragment):
     path = tmp_path / "s.yaml"

@@ -175,3 +175,31 @@ def test_deaths_are_counted_by_the_cause_the_env_names():
 def test_an_env_that_cannot_name_causes_reports_none(report):
     assert report.baseline.death_causes == {} and all(t.death_cause is None for t in report.baseline_traces)
 
+
+
+def test_a_held_step_goal_counts_wood_gathered_ahead(corridor):
+    """Chopping a third wood before the table: under step_goal "held" the plan's second
+    Collect_Wood is done on entering it (the agent holds the 1 wood the plan needs there);
+    under "gained" the agent must walk back and chop another.  (The last step, five tables,
+    is out of reach, so episodes run to the budget and every earlier step is traced.)"""
+    env, params = corridor
+    specs = {**SPECS, "Five_Tables": SkillSpec("Five_Tables", gains={"table": 5})}
+    plan = [PlanStep("Collect_Wood", 2), PlanStep("Place_Table", 1), PlanStep("Collect_Wood", 1),
+            PlanStep("Five_Tables", 1)]
+
+    def apply(params_, obs):
+        pos = jnp.argmax(obs[:, :env.length], axis=1)
+        wood, tables = jnp.round(obs[:, env.length] * 9), jnp.round(obs[:, env.length + 1] * 9)
+        chop = jnp.where(pos == env.length - 1, DO, RIGHT)
+        place = jnp.where(pos == 0, DO, LEFT)
+        return 30.0 * jnp.eye(env.num_actions)[jnp.where((tables > 0) | (wood < 3), chop, place)], None
+
+    policy = network_policy("ahead", {}, apply)
+    took = {}
+    for goal in ("held", "gained"):
+        traces = evaluate_policies(env, params, plan, specs, [policy], episodes=16, max_steps=60, seed=0,
+                                   with_random=False, step_goal=goal)["ahead"].traces
+        assert all(t.plan_steps_completed == 3 for t in traces)
+        took[goal] = {t.step_traces[2].end_step - t.step_traces[2].start_step for t in traces}
+    assert took["held"] == {1}  # the plan advances one step per env step
+    assert min(took["gained"]) >= LENGTH  # walk to the right end (LENGTH - 1 moves) and chop

@@ -208,3 +208,16 @@ def test_mean_return_is_the_return_of_episodes_that_ended(env):
     train(env, env.default_params, PLAN, SPECS, EXPERTS, tiny(total_timesteps=16 * 16 * 6, updates_per_call=3,
                                                                 checkpoint_every=0), on_metrics=rows2.append)
     assert any(r["mean_return"] is not None and r["mean_return"] > 0 for r in rows2)
+
+
+def test_the_trainer_compiles_its_plan_with_the_configured_step_goal(env):
+    from flowrl_core.training.ppo import build_training
+
+    plan = [PlanStep("Collect_Wood", 2), PlanStep("Place_Table", 1), PlanStep("Collect_Wood", 1)]
+    gained = build_training(env, plan, SPECS, EXPERTS, PPOConfig.tiny_profile()).plan
+    held = build_training(env, plan, SPECS, EXPERTS, PPOConfig.tiny_profile(step_goal="held")).plan
+    assert gained.item_base is None
+    wood = env.item_names.index("wood")
+    assert np.asarray(held.item_base)[:, wood].tolist() == [0, 2, 0]
+    with pytest.raises(ValueError, match="step_goal must be one of gained, held"):
+        PPOConfig.tiny_profile(step_goal="owned")

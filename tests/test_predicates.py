@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from flowrl_core.skills.plan import holdings_at_steps
 from flowrl_core.skills.spec import PlanStep, SkillSpec
 from flowrl_core.training.predicates import (
     PredicateError,
@@ -35,8 +36,8 @@ NO_ACH = jnp.zeros((2,), bool)
 NO_NEAR = jnp.zeros((0,), bool)  # an env without block types
 
 
-def compiled(plan, specs=SPECS, experts=EXPERTS):
-    return compile_plan(ITEMS, ACHS, plan, specs, experts, env_name="Test-v0")
+def compiled(plan, specs=SPECS, experts=EXPERTS, **options):
+    return compile_plan(ITEMS, ACHS, plan, specs, experts, env_name="Test-v0", **options)
 
 
 def test_count_aware_relative_to_step_start():
@@ -55,6 +56,44 @@ def test_count_aware_relative_to_step_start():
     done, r = ev(0, inv(wood=4), inv(wood=3), start, NO_ACH, NO_NEAR)
     assert not bool(done) and float(r) == pytest.approx(-0.1)
     assert plan.num_steps == 1 and int(plan.step_expert[0]) == 0
+
+
+WOOD_TABLE_WOOD = [PlanStep("Collect_Wood", 2), PlanStep("Place_Table", 1), PlanStep("Collect_Wood", 1)]
+
+
+def test_planned_holdings_follow_gains_and_consumption():
+    assert holdings_at_steps(WOOD_TABLE_WOOD, SPECS) == [{}, {"wood": 2}, {"wood": 0, "table": 1}]
+
+
+def test_held_goal_counts_what_the_agent_holds_against_the_plan():
+    held = compiled(WOOD_TABLE_WOOD, step_goal="held")
+    gained = compiled(WOOD_TABLE_WOOD)
+    # A wood picked up while placing the table: entering step 2 with it, the held goal is already
+    # met (the plan expects 0 wood there), the gained goal still wants one more from here.
+    entry = inv(wood=1, table=1)
+    done, r = held.evaluate(2, entry, entry, entry, NO_ACH, NO_NEAR)
+    assert bool(done) and float(r) == pytest.approx(1.0)
+    done, _ = gained.evaluate(2, entry, entry, entry, NO_ACH, NO_NEAR)
+    assert not bool(done)
+    # Entering step 0 with a wood already: the held goal counts it (the plan expects none there),
+    # so one more completes the step; the gained goal wants two more.
+    start = inv(wood=1)
+    done, _ = held.evaluate(0, inv(wood=1), inv(wood=1), start, NO_ACH, NO_NEAR)
+    assert not bool(done)
+    done, r = held.evaluate(0, inv(wood=1), inv(wood=2), start, NO_ACH, NO_NEAR)
+    assert bool(done) and float(r) == pytest.approx(1.1)
+    done, _ = gained.evaluate(0, inv(wood=1), inv(wood=2), start, NO_ACH, NO_NEAR)
+    assert not bool(done)
+    # Shaping counts toward the plan's holdings too, clipped at the target.
+    _, r = held.evaluate(0, inv(wood=0), inv(wood=1), inv(), NO_ACH, NO_NEAR)
+    assert float(r) == pytest.approx(0.1)
+    _, r = held.evaluate(0, inv(wood=2), inv(wood=3), inv(), NO_ACH, NO_NEAR)
+    assert float(r) == pytest.approx(1.0)
+
+
+def test_unknown_step_goal_is_refused():
+    with pytest.raises(PredicateError, match="step_goal must be one of gained, held"):
+        compiled(WOOD_TABLE_WOOD, step_goal="owned")
 
 
 def test_multiple_items_all_required():

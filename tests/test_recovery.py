@@ -247,3 +247,16 @@ def test_plan_order_plans_the_job_and_naming_the_default_is_the_same_job():
     gathered = setup(store, specs, "Make_Pick", env="gridworld", config=dict(CFG, plan_order="gather_first"))
     assert not gathered.resumed and gathered.abandoned == (first.job.run_id,)
     assert [(s.skill, s.count) for s in gathered.job.plan] == [("Collect_Wood", 3), ("Place_Table", 1), ("Make_Pick", 1)]
+
+
+def test_step_goal_at_its_default_is_the_job_of_before_and_held_is_another():
+    """A job.json written before step_goal existed resumes under the default; "held" trains anew."""
+    from flowrl_core.lifecycle.job import job_identity
+    from flowrl_core.skills.spec import PlanStep
+
+    plan = [PlanStep("Collect_Wood", 1)]
+    common = dict(skill="Collect_Wood", env="gridworld", env_options={}, continuation=False, plan=plan,
+                  specs={"Collect_Wood": {"name": "Collect_Wood"}}, trainer="ppo")
+    before = job_identity(config={k: v for k, v in CFG.items() if k != "step_goal"}, **common)
+    assert job_identity(config=dict(CFG, step_goal="gained"), **common) == before
+    assert job_identity(config=dict(CFG, step_goal="held"), **common) != before

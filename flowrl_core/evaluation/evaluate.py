@@ -31,7 +31,8 @@ class PolicyEvaluation:
 
 def evaluate_policies(env: Env, env_params: PyTree, plan: Sequence[PlanStep], specs: Mapping[str, SkillSpec],
                       policies: Sequence[Policy], *, episodes: int = DEFAULT_EPISODES, max_steps: int,
-                      seed: int = 0, greedy: bool = False, with_random: bool = True) -> dict[str, PolicyEvaluation]:
+                      seed: int = 0, greedy: bool = False, with_random: bool = True,
+                      step_goal: str = "gained") -> dict[str, PolicyEvaluation]:
     """Every policy (and, with ``with_random``, a uniform random one) on the same fresh worlds.
 
     The target is the plan's last skill.  Same seed: same worlds, same env randomness, same
@@ -46,7 +47,8 @@ def evaluate_policies(env: Env, env_params: PyTree, plan: Sequence[PlanStep], sp
         raise ValueError("no policy to evaluate")
     target = plan[-1].skill
     skills = list(dict.fromkeys(step.skill for step in plan))
-    compiled = compile_for_env(env, plan, specs, {s: i for i, s in enumerate(skills)})
+    # Routing follows the plan steps as the experts were trained to (step_goal); success is the target alone.
+    compiled = compile_for_env(env, plan, specs, {s: i for i, s in enumerate(skills)}, step_goal=step_goal)
     goal = goal_predicate(env, target, specs)
     plan_pairs = [(step.skill, int(step.count)) for step in plan]
     out: dict[str, PolicyEvaluation] = {}
@@ -69,10 +71,10 @@ def evaluate_policies(env: Env, env_params: PyTree, plan: Sequence[PlanStep], sp
 def evaluate_against_random(env: Env, env_params: PyTree, plan: Sequence[PlanStep], specs: Mapping[str, SkillSpec],
                             policy: Policy, *, env_name: str, env_options: Mapping[str, Any] | None = None,
                             episodes: int = DEFAULT_EPISODES, max_steps: int, seed: int = 0, greedy: bool = False,
-                            versions: Mapping[str, str] | None = None) -> EvalReport:
+                            versions: Mapping[str, str] | None = None, step_goal: str = "gained") -> EvalReport:
     """A skill's policy beside a uniform random policy under the same budget, as an :class:`EvalReport`."""
     results = evaluate_policies(env, env_params, plan, specs, [policy], episodes=episodes, max_steps=max_steps,
-                                seed=seed, greedy=greedy)
+                                seed=seed, greedy=greedy, step_goal=step_goal)
     trained, random = results[policy.name], results["random"]
     return EvalReport(
         skill=plan[-1].skill, env=env_name, env_options=dict(env_options or {}), episodes=episodes,

@@ -77,11 +77,15 @@ AFTER_TRAINING = ("analysis_episodes",)
 # Settings whose whole effect is the plan, which the identity holds itself: a run planned the
 # same way is the same job whether it was asked for by name or by default.
 IN_PLAN = ("plan_order",)
+# Settings added after runs were stored: at their default they stay out of the identity, so an
+# upgrade does not turn an unfinished run (whose job.json lacks them) into a new job.
+ADDED_LATER = {"step_goal": "gained"}
 
 
 def job_identity(*, skill: str, env: str, env_options: Mapping[str, Any], config: Mapping[str, Any],
                  continuation: bool, plan: list[PlanStep], specs: Mapping[str, Any], trainer: str) -> str:
-    trained = {k: v for k, v in config.items() if k not in AFTER_TRAINING + IN_PLAN}
+    trained = {k: v for k, v in config.items()
+               if k not in AFTER_TRAINING + IN_PLAN and not (k in ADDED_LATER and v == ADDED_LATER[k])}
     doc = {"skill": skill, "env": env, "env_options": dict(env_options), "config": trained,
            "continuation": bool(continuation), "plan": [s.to_dict() for s in plan],
            "specs": {k: specs[k] for k in sorted(specs)}, "trainer": trainer}

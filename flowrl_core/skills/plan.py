@@ -42,6 +42,9 @@ from flowrl_core.skills.spec import PlanStep, SkillSpec, is_item, is_near
 MAX_PLAN_RUNS = 10_000
 INVENTORY_CAP = 9  # Craftax-Classic's per-item cap; a plan needing more can never be executed
 PLAN_ORDERS = ("just_in_time", "gather_first")  # the plan_order training setting
+# The step_goal training setting: a step's item target counts from what the env held on entering
+# it ("gained"), or from what the plan expects it to hold there ("held"; holdings_at_steps).
+STEP_GOALS = ("gained", "held")
 
 
 class Planner:
@@ -215,6 +218,21 @@ def apply_run(inventory: dict[str, int], spec: SkillSpec) -> None:
             inventory[key] = max(inventory.get(key, 0), 1)
         else:
             inventory[key] = inventory.get(key, 0) + amount
+
+
+def holdings_at_steps(plan: Sequence[PlanStep], specs: Mapping[str, SkillSpec]) -> list[dict[str, int]]:
+    """The items the plan expects the agent to hold on entering each step, from an empty
+    inventory: what a ``step_goal: held`` step counts its target from (training.predicates)."""
+    inventory: dict[str, int] = {}
+    out = []
+    for step in plan:
+        out.append({k: v for k, v in inventory.items() if is_item(k)})
+        spec = specs[step.skill]
+        for _ in range(int(step.count)):
+            for key in spec.consumes:
+                inventory.setdefault(key, 0)
+            apply_run(inventory, spec)
+    return out
 
 
 def group_runs(runs: Sequence[str]) -> list[PlanStep]:

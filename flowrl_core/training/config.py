@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flowrl_core.errors import FlowRLError, did_you_mean, short
-from flowrl_core.skills.plan import PLAN_ORDERS
+from flowrl_core.skills.plan import PLAN_ORDERS, STEP_GOALS
 
 PROFILES = ("cpu", "tiny", "default")
 FRONTIER_FROM = ("last_step", "failed_step")  # PPOConfig.frontier_from
@@ -71,6 +71,11 @@ class PPOConfig:
     # item right before the step that uses it; "gather_first" moves every gathering run as early
     # as the plan allows.  Not a PPO setting: setup plans with it, the trainer ignores it.
     plan_order: str = "just_in_time"
+    # What a plan step's item target counts from (flowrl_core.training.predicates): "gained" --
+    # the inventory on entering the step, so only what the step itself collects counts; "held" --
+    # the inventory the plan expects there, so items picked up earlier (coal found on the way to
+    # the iron) complete a later step at once.
+    step_goal: str = "gained"
 
     def __post_init__(self) -> None:
         for name in ("num_envs", "num_steps", "update_epochs", "num_minibatches", "width", "depth",
@@ -95,6 +100,8 @@ class PPOConfig:
         if self.plan_order not in PLAN_ORDERS:
             raise ValueError(f"PPOConfig.plan_order must be one of {', '.join(PLAN_ORDERS)}, "
                              f"got {self.plan_order!r}")
+        if self.step_goal not in STEP_GOALS:
+            raise ValueError(f"PPOConfig.step_goal must be one of {', '.join(STEP_GOALS)}, got {self.step_goal!r}")
         if not 0.0 <= self.frontier_reset_prob < 1.0:
             raise ValueError("PPOConfig.frontier_reset_prob must be in [0, 1) (1 would never start a fresh "
                              f"episode again), got {self.frontier_reset_prob!r}")
@@ -125,7 +132,8 @@ class PPOConfig:
 # What a skill file's ``train:`` map may set: every PPOConfig field.
 TRAIN_KEYS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(PPOConfig))
 # The settings that take a word, not a number, and the words each allows.
-CHOICES: dict[str, tuple[str, ...]] = {"frontier_from": FRONTIER_FROM, "plan_order": PLAN_ORDERS}
+CHOICES: dict[str, tuple[str, ...]] = {"frontier_from": FRONTIER_FROM, "plan_order": PLAN_ORDERS,
+                                        "step_goal": STEP_GOALS}
 
 
 class ConfigError(FlowRLError, ValueError):

@@ -600,7 +600,7 @@ def build_training(env: Env, plan: Sequence[PlanStep], specs: Mapping[str, Skill
     k = _num_local_experts(expert_of_skill, plan)
     check_survival(env, config.survival_shaping)
     compiled = compile_for_env(env, plan, specs, expert_of_skill, shaping=config.shaping,
-                               completion_reward=config.completion_reward)
+                               completion_reward=config.completion_reward, step_goal=config.step_goal)
     net = MoEActorCritic(num_experts=k, num_actions=env.num_actions, width=config.width, depth=config.depth,
                          block_size=config.block_size)
     bank_size = config.reset_bank_size or 2 * config.num_envs

@@ -12,7 +12,11 @@ the env entered step ``k``:
 * done when, for every ``gains`` key of ``S``:
   - item ``i``: ``inventory[i] - start[i] >= gains[i] * n`` (count-aware and relative, so a
     step is not satisfied by what the agent already owned, and what it consumed meanwhile counts
-    against it);
+    against it).  With ``step_goal = "held"``, ``start`` is instead the inventory the *plan*
+    expects on entering step ``k`` (:func:`~flowrl_core.skills.plan.holdings_at_steps`), so the
+    step is done once the agent holds what the rest of the plan needs from it: coal picked up on
+    the way to the iron completes the coal step at once, and stone placed as a block must be
+    mined again before the craft that needs it;
   - ``achievement:a``: ``a`` is unlocked in the current state (achievements are per-episode
     flags, so ``n`` is ignored for them and an achievement unlocked earlier in the episode
     completes the step at once);
@@ -37,7 +41,7 @@ The trainer advances at most one plan step per env step; a following step that a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -45,6 +49,7 @@ import numpy as np
 
 from flowrl_core.errors import FlowRLError
 from flowrl_core.plugins import ImportPathError, resolve_callable
+from flowrl_core.skills.plan import STEP_GOALS, holdings_at_steps
 from flowrl_core.skills.spec import (
     PlanStep,
     SkillSpec,
@@ -106,6 +111,7 @@ class CompiledPlan:
     user_fns: tuple[UserPredicate, ...]
     shaping: float
     completion_reward: float
+    item_base: jax.Array | None = None  # int32[S, I]: step_goal "held" -- the plan's holdings on entering step k
 
     @property
     def num_steps(self) -> int:
@@ -118,7 +124,8 @@ class CompiledPlan:
         env without blocks, whose plans have no ``near:`` keys)."""
         target = self.item_target[step]
         checked = self.item_checked[step]
-        gained = inv - start_inv
+        base = start_inv if self.item_base is None else self.item_base[step]
+        gained = inv - base
         items_ok = jnp.all(jnp.where(checked, gained >= target, True))
         ach_ok = jnp.all(jnp.where(self.ach_required[step], achievements, True))
         done = items_ok & ach_ok
@@ -126,7 +133,7 @@ class CompiledPlan:
             done = done & jnp.all(jnp.where(self.near_required[step], near, True))
 
         def progress(v: jax.Array) -> jax.Array:
-            return jnp.sum(jnp.where(checked, jnp.clip(v - start_inv, 0, target), 0)).astype(jnp.float32)
+            return jnp.sum(jnp.where(checked, jnp.clip(v - base, 0, target), 0)).astype(jnp.float32)
 
         reward = self.shaping * (progress(inv) - progress(prev_inv))
         if self.user_fns:
@@ -183,10 +190,13 @@ def _check_block(key: str, skill: str, blocks: Sequence[str], env_name: str) -> 
 
 def compile_plan(item_names: Sequence[str], achievement_names: Sequence[str], plan: Sequence[PlanStep],
                  specs: Mapping[str, SkillSpec], expert_of_skill: Mapping[str, int], *, env_name: str = "env",
-                 blocks: Sequence[str] = (), shaping: float = 0.1, completion_reward: float = 1.0) -> CompiledPlan:
+                 blocks: Sequence[str] = (), shaping: float = 0.1, completion_reward: float = 1.0,
+                 step_goal: str = "gained") -> CompiledPlan:
     """Check the plan against the env's names and lay it out as arrays (see module docstring)."""
     if not plan:
         raise PredicateError("the plan is empty: nothing to train")
+    if step_goal not in STEP_GOALS:
+        raise PredicateError(f"step_goal must be one of {', '.join(STEP_GOALS)}, got {step_goal!r}")
     items = {n: i for i, n in enumerate(item_names)}
     achs = {n: i for i, n in enumerate(achievement_names)}
     s, n_items, n_ach = len(plan), len(item_names), len(achievement_names)
@@ -234,16 +244,23 @@ def compile_plan(item_names: Sequence[str], achievement_names: Sequence[str], pl
             user_index[k] = fn_slot[spec.predicate]
         elif not spec.gains:
             raise PredicateError(f"skill {step.skill!r} has no gains and no predicate: its step could never be checked")
+    base = None
+    if step_goal == "held":
+        base = np.zeros((s, n_items), np.int32)
+        for k, held in enumerate(holdings_at_steps(plan, specs)):
+            for key, amount in held.items():
+                if key in items:
+                    base[k, items[key]] = amount
     return CompiledPlan(
         skills=tuple(p.skill for p in plan), step_expert=jnp.asarray(experts), step_count=jnp.asarray(counts),
         item_target=jnp.asarray(target), item_checked=jnp.asarray(checked), ach_required=jnp.asarray(required),
         near_required=jnp.asarray(near_required),
         user_index=jnp.asarray(user_index), user_fns=tuple(user_fns), shaping=float(shaping),
-        completion_reward=float(completion_reward))
+        completion_reward=float(completion_reward), item_base=None if base is None else jnp.asarray(base))
 
 
 def compile_for_env(env: object, plan: Sequence[PlanStep], specs: Mapping[str, SkillSpec],
-                    expert_of_skill: Mapping[str, int], **options: float) -> CompiledPlan:
+                    expert_of_skill: Mapping[str, int], **options: Any) -> CompiledPlan:
     """:func:`compile_plan` against an env's own items, achievements and block types."""
     return compile_plan(env.item_names, env.achievement_names, plan, specs, expert_of_skill,  # type: ignore[attr-defined]
                         env_name=env.name, blocks=block_names(env), **options)  # type: ignore[attr-defined]

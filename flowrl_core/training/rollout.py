@@ -36,7 +36,7 @@ def rollout(env: Env, env_params: Any, plan: Sequence[PlanStep], specs: Mapping[
     if not hasattr(env, "render"):
         raise ValueError(f"environment {env.name} has no renderer")
     compiled = compile_for_env(env, plan, specs, expert_of_skill, shaping=config.shaping,
-                               completion_reward=config.completion_reward)
+                               completion_reward=config.completion_reward, step_goal=config.step_goal)
     k = len(set(expert_of_skill[s.skill] for s in plan))
     net = MoEActorCritic(num_experts=k, num_actions=env.num_actions, width=config.width, depth=config.depth)
     n_plan = compiled.num_steps
