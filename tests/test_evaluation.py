@@ -20,6 +20,7 @@ from flowrl_core.evaluation import (
     network_policy,
     wilson_interval,
 )
+from flowrl_core.analysis.spec_check import completions_of
 from flowrl_core.skills.spec import PlanStep, SkillSpec
 from tests.support.corridor import DO, LEFT, RIGHT, Corridor, MortalCorridor
 
@@ -195,11 +196,17 @@ def test_a_held_step_goal_counts_wood_gathered_ahead(corridor):
         return 30.0 * jnp.eye(env.num_actions)[jnp.where((tables > 0) | (wood < 3), chop, place)], None
 
     policy = network_policy("ahead", {}, apply)
-    took = {}
+    took, held_at_entry, evidence = {}, {}, {}
     for goal in ("held", "gained"):
         traces = evaluate_policies(env, params, plan, specs, [policy], episodes=16, max_steps=60, seed=0,
                                    with_random=False, step_goal=goal)["ahead"].traces
         assert all(t.plan_steps_completed == 3 for t in traces)
         took[goal] = {t.step_traces[2].end_step - t.step_traces[2].start_step for t in traces}
+        held_at_entry[goal] = {(s.index, s.held_at_entry) for t in traces for s in t.step_traces[:3]}
+        evidence[goal] = len(completions_of(traces, "Collect_Wood"))
     assert took["held"] == {1}  # the plan advances one step per env step
     assert min(took["gained"]) >= LENGTH  # walk to the right end (LENGTH - 1 moves) and chop
+    # The trace says which completion did nothing, and the spec check does not read it as a
+    # Collect_Wood that yields no wood.
+    assert held_at_entry == {"held": {(0, False), (1, False), (2, True)}, "gained": {(0, False), (1, False), (2, False)}}
+    assert evidence == {"held": 16, "gained": 32}

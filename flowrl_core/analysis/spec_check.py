@@ -39,9 +39,10 @@ CONSISTENCY = 0.9
 
 
 def completions_of(traces: Iterable[EpisodeTrace], skill: str) -> list[StepTrace]:
-    """Every completed plan-step run of ``skill`` that recorded its completing env step."""
+    """Every completed plan-step run of ``skill`` that recorded its completing env step, except
+    those whose goal held on entry: their completing step did nothing the spec describes."""
     return [s for t in traces for s in t.step_traces
-            if s.skill == skill and s.completed and s.inventory_before_end is not None]
+            if s.skill == skill and s.completed and s.inventory_before_end is not None and not s.held_at_entry]
 
 
 def achievement_producers(specs: Iterable[SkillSpec]) -> dict[str, tuple[str, ...]]:

@@ -49,6 +49,10 @@ class StepTrace:
     # what the completing action itself spent and yielded (trajectory analysis reads true costs
     # there; a step's net delta hides items the step collected and spent again).  None: older trace.
     inventory_before_end: Mapping[str, int] | None = None
+    # The step's goal already held when it began (an achievement unlocked earlier in the episode;
+    # under step_goal "held", items gathered ahead), so it completed on its first env step without
+    # anything done toward it: that step says nothing about what the skill costs or yields.
+    held_at_entry: bool = False
 
     @property
     def steps(self) -> int:
@@ -77,7 +81,8 @@ class StepTrace:
                 "inventory_start": dict(self.inventory_start), "inventory_end": dict(self.inventory_end),
                 "achievements_start": list(self.achievements_start), "achievements_end": list(self.achievements_end),
                 "nearby_end": None if self.nearby_end is None else list(self.nearby_end),
-                "inventory_before_end": None if self.inventory_before_end is None else dict(self.inventory_before_end)}
+                "inventory_before_end": None if self.inventory_before_end is None else dict(self.inventory_before_end),
+                "held_at_entry": self.held_at_entry}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "StepTrace":
@@ -87,7 +92,8 @@ class StepTrace:
                    int(d["end_step"]), {str(k): int(v) for k, v in d["inventory_start"].items()},
                    {str(k): int(v) for k, v in d["inventory_end"].items()}, tuple(d["achievements_start"]),
                    tuple(d["achievements_end"]), None if nearby is None else tuple(nearby),
-                   None if before is None else {str(k): int(v) for k, v in before.items()})
+                   None if before is None else {str(k): int(v) for k, v in before.items()},
+                   bool(d.get("held_at_entry", False)))
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,7 @@ class _Carry(NamedTuple):
     ach_start: jax.Array  # bool[E, S, A]
     ach_end: jax.Array  # bool[E, S, A]
     near_end: jax.Array  # bool[E, S, B] (B = 0 when the env does not expose nearby blocks)
+    held_at_entry: jax.Array  # bool[E, S]: the step's goal already held before the env step that completed it
     cause: jax.Array  # int32[E]: index into env.death_causes for a death, else -1
     key: jax.Array
 
@@ -92,6 +93,9 @@ def make_rollout(env: Env, env_params: PyTree, plan: CompiledPlan, goal: Compile
         sampled = jax.random.categorical(k_act, logits)
         action = jnp.where(uniform | (not greedy), sampled, jnp.argmax(logits, axis=-1)).astype(jnp.int32)
         prev_inv = v_inv(c.state)
+        # Whether the current step's goal already holds before acting: such a step completes on
+        # this env step whatever the action does (see StepTrace.held_at_entry).
+        held_before, _ = v_plan(c.plan_step, prev_inv, prev_inv, c.step_start_inv, v_ach(c.state), v_near(c.state))
         out = v_step(jax.random.split(k_env, e), c.state, action, env_params)
         inv, ach = v_inv(out.state), v_ach(out.state)
         near = v_near(out.state)
@@ -120,6 +124,7 @@ def make_rollout(env: Env, env_params: PyTree, plan: CompiledPlan, goal: Compile
         inv_pre = put(mark_end, prev_inv[:, None, :], c.inv_pre)
         ach_end = put(mark_end, ach[:, None, :], c.ach_end)
         near_end = put(mark_end, near[:, None, :], c.near_end)
+        held_at_entry = c.held_at_entry | ((idx == c.plan_step[:, None]) & (step_done & held_before)[:, None])
         st_start = put(mark_start, t1, c.st_start)
         inv_start = put(mark_start, inv[:, None, :], c.inv_start)
         ach_start = put(mark_start, ach[:, None, :], c.ach_start)
@@ -136,7 +141,7 @@ def make_rollout(env: Env, env_params: PyTree, plan: CompiledPlan, goal: Compile
             step_start_inv=jnp.where(step_done[:, None], inv, c.step_start_inv), inv0=c.inv0,
             actions=jnp.where(slot, action[:, None], c.actions), st_start=st_start, st_end=st_end,
             inv_start=inv_start, inv_end=inv_end, inv_pre=inv_pre, ach_start=ach_start, ach_end=ach_end, near_end=near_end,
-            cause=cause, key=key)
+            held_at_entry=held_at_entry, cause=cause, key=key)
 
     def run(params: PyTree, key: jax.Array, uniform: jax.Array, reset_keys: jax.Array, max_steps: jax.Array):
         e = reset_keys.shape[0]
@@ -154,13 +159,14 @@ def make_rollout(env: Env, env_params: PyTree, plan: CompiledPlan, goal: Compile
             inv_start=jnp.where(first[..., None], inv[:, None, :], jnp.zeros((e, n_plan, n_items), jnp.int32)),
             inv_end=jnp.zeros((e, n_plan, n_items), jnp.int32), inv_pre=jnp.zeros((e, n_plan, n_items), jnp.int32),
             ach_start=first[..., None] & ach[:, None, :], ach_end=jnp.zeros((e, n_plan, n_ach), bool),
-            near_end=jnp.zeros((e, n_plan, n_blocks), bool), cause=jnp.full((e,), -1, jnp.int32), key=key)
+            near_end=jnp.zeros((e, n_plan, n_blocks), bool), held_at_entry=jnp.zeros((e, n_plan), bool),
+            cause=jnp.full((e,), -1, jnp.int32), key=key)
         c = jax.lax.while_loop(lambda c: (c.t < max_steps) & ~jnp.all(c.over),
                                lambda c: body(params, uniform, max_steps, c), c)
         inv_fin, ach_fin = v_inv(c.state), v_ach(c.state)
-        return {k: getattr(c, k) for k in ("success", "end_code", "steps", "plan_done", "completed", "actions",
-                                           "st_start", "st_end", "inv_start", "inv_end", "inv_pre", "ach_start", "ach_end",
-                                           "near_end", "cause")} | {"inv_fin": inv_fin, "ach_fin": ach_fin}
+        kept = ("success", "end_code", "steps", "plan_done", "completed", "actions", "st_start", "st_end", "inv_start",
+                "inv_end", "inv_pre", "ach_start", "ach_end", "near_end", "held_at_entry", "cause")
+        return {k: getattr(c, k) for k in kept} | {"inv_fin": inv_fin, "ach_fin": ach_fin}
 
     return jax.jit(run)
 
@@ -206,7 +212,8 @@ def traces_from_arrays(env: Env, plan: Sequence[PlanStep], raw: Mapping[str, np.
                       inventory_before_end=_sparse(items, raw["inv_pre"][e, j]),
                       achievements_start=_flags(achs, raw["ach_start"][e, j]),
                       achievements_end=_flags(achs, raw["ach_end"][e, j]),
-                      nearby_end=_flags(blocks, raw["near_end"][e, j]) if blocks is not None else None)
+                      nearby_end=_flags(blocks, raw["near_end"][e, j]) if blocks is not None else None,
+                      held_at_entry=bool(raw["held_at_entry"][e, j]))
             for j in range(entered))
         ring = raw["actions"][e]
         n_last = min(steps, ring.shape[0])
