@@ -210,3 +210,6 @@ def test_a_held_step_goal_counts_wood_gathered_ahead(corridor):
     # Collect_Wood that yields no wood.
     assert held_at_entry == {"held": {(0, False), (1, False), (2, True)}, "gained": {(0, False), (1, False), (2, False)}}
     assert evidence == {"held": 16, "gained": 32}
+    rep = evaluate_against_random(env, params, plan, specs, policy, env_name="Corridor-v0", episodes=4, max_steps=60,
+                                  step_goal="held")
+    assert rep.step_goal == "held" and EvalReport.from_dict(json.loads(json.dumps(rep.to_dict()))).step_goal == "held"

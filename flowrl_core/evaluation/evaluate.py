@@ -80,4 +80,5 @@ def evaluate_against_random(env: Env, env_params: PyTree, plan: Sequence[PlanSte
         skill=plan[-1].skill, env=env_name, env_options=dict(env_options or {}), episodes=episodes,
         max_steps=int(max_steps), seed=int(seed), greedy=greedy,
         plan=tuple((s.skill, int(s.count)) for s in plan), versions=dict(versions or {}),
-        result=trained.stats, baseline=random.stats, traces=trained.traces, baseline_traces=random.traces)
+        result=trained.stats, baseline=random.stats, traces=trained.traces, baseline_traces=random.traces,
+        step_goal=step_goal)

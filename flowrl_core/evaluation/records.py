@@ -265,6 +265,7 @@ class EvalReport:
     baseline: PolicyStats
     traces: tuple[EpisodeTrace, ...] = field(default=(), compare=False)  # the evaluated policy's episodes
     baseline_traces: tuple[EpisodeTrace, ...] = field(default=(), compare=False)
+    step_goal: str = "gained"  # how plan steps were judged, routing and plan_steps alike (training.predicates)
 
     @property
     def success_rate(self) -> float:
@@ -283,7 +284,7 @@ class EvalReport:
         d: dict[str, Any] = {"skill": self.skill, "env": self.env, "env_options": dict(self.env_options),
                              "episodes": self.episodes, "max_steps": self.max_steps, "seed": self.seed,
                              "greedy": self.greedy, "plan": [{"skill": s, "count": c} for s, c in self.plan],
-                             "versions": dict(self.versions)}
+                             "versions": dict(self.versions), "step_goal": self.step_goal}
         d.update(self.result.to_dict())
         d["baseline"] = self.baseline.to_dict()
         if with_traces:
@@ -300,4 +301,5 @@ class EvalReport:
             versions={str(k): str(v) for k, v in (d.get("versions") or {}).items()},
             result=PolicyStats.from_dict(d), baseline=PolicyStats.from_dict(d["baseline"]),
             traces=tuple(EpisodeTrace.from_dict(t) for t in d.get("traces", ())),
-            baseline_traces=tuple(EpisodeTrace.from_dict(t) for t in d.get("baseline_traces", ())))
+            baseline_traces=tuple(EpisodeTrace.from_dict(t) for t in d.get("baseline_traces", ())),
+            step_goal=str(d.get("step_goal", "gained")))

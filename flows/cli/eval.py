@@ -19,6 +19,7 @@ default to what the skill's last training run used (its ``job.json``).
       "seed": int, "greedy": bool,
       "plan": [{"skill": str, "count": int}, ...],
       "versions": {skill: expert version id},     # what was evaluated
+      "step_goal": "gained" | "held",  # how plan steps were judged (the skill's training setting)
       "policy": "trained",
       "success_rate": float,           # target skill completed within the budget
       "success_ci95": [lo, hi],        # 95 % Wilson interval
