@@ -87,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     policies = [stored.policy] + [guarded_policy(stored.policy, guard_actor, r) for r in args.radius]
     results = evaluate_policies(env, env_params, list(stored.plan), stored.specs, policies, episodes=args.episodes,
                                 max_steps=budget, seed=args.seed, with_random=False,
-                                step_goal=stored.job.config.get("step_goal", "gained"))
+                                step_goal=stored.job.config["step_goal"])
     print(f"\n{args.skill}, {args.episodes} fresh episodes, seed {args.seed}, budget {budget}; "
           f"guard {args.guard} at {version.frames:,} frames")
     print(f"{'policy':>12} {'success':>8} {'95% CI':>14} {'died':>6} {'zombie':>7}")

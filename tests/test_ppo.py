@@ -214,8 +214,8 @@ def test_the_trainer_compiles_its_plan_with_the_configured_step_goal(env):
     from flowrl_core.training.ppo import build_training
 
     plan = [PlanStep("Collect_Wood", 2), PlanStep("Place_Table", 1), PlanStep("Collect_Wood", 1)]
-    gained = build_training(env, plan, SPECS, EXPERTS, PPOConfig.tiny_profile()).plan
-    held = build_training(env, plan, SPECS, EXPERTS, PPOConfig.tiny_profile(step_goal="held")).plan
+    gained = build_training(env, plan, SPECS, EXPERTS, PPOConfig.tiny_profile(step_goal="gained")).plan
+    held = build_training(env, plan, SPECS, EXPERTS, PPOConfig.tiny_profile()).plan  # the default
     assert gained.item_base is None
     wood = env.item_names.index("wood")
     assert np.asarray(held.item_base)[:, wood].tolist() == [0, 2, 0]

@@ -40,8 +40,8 @@ def compiled(plan, specs=SPECS, experts=EXPERTS, **options):
     return compile_plan(ITEMS, ACHS, plan, specs, experts, env_name="Test-v0", **options)
 
 
-def test_count_aware_relative_to_step_start():
-    plan = compiled([PlanStep("Collect_Wood", 3)])
+def test_gained_goal_is_count_aware_and_relative_to_step_start():
+    plan = compiled([PlanStep("Collect_Wood", 3)], step_goal="gained")
     ev = jax.jit(plan.evaluate)
     start = inv(wood=2)  # owned before the step began: does not count
     done, r = ev(0, inv(wood=2), inv(wood=3), start, NO_ACH, NO_NEAR)
@@ -66,8 +66,8 @@ def test_planned_holdings_follow_gains_and_consumption():
 
 
 def test_held_goal_counts_what_the_agent_holds_against_the_plan():
-    held = compiled(WOOD_TABLE_WOOD, step_goal="held")
-    gained = compiled(WOOD_TABLE_WOOD)
+    held = compiled(WOOD_TABLE_WOOD)  # the default
+    gained = compiled(WOOD_TABLE_WOOD, step_goal="gained")
     # A wood picked up while placing the table: entering step 2 with it, the held goal is already
     # met (the plan expects 0 wood there), the gained goal still wants one more from here.
     entry = inv(wood=1, table=1)
@@ -118,7 +118,7 @@ def test_achievement_step():
 
 
 def test_vectorised_over_envs_in_different_steps():
-    plan = compiled([PlanStep("Collect_Wood", 1), PlanStep("Get_Both", 1)])
+    plan = compiled([PlanStep("Collect_Wood", 1), PlanStep("Get_Both", 1)], step_goal="gained")
     steps = jnp.asarray([0, 1, 1])
     prev = jnp.stack([inv(), inv(wood=1), inv(wood=2)])
     cur = jnp.stack([inv(wood=1), inv(wood=2), inv(wood=2, stone=1)])

@@ -249,14 +249,23 @@ def test_plan_order_plans_the_job_and_naming_the_default_is_the_same_job():
     assert [(s.skill, s.count) for s in gathered.job.plan] == [("Collect_Wood", 3), ("Place_Table", 1), ("Make_Pick", 1)]
 
 
-def test_step_goal_at_its_default_is_the_job_of_before_and_held_is_another():
-    """A job.json written before step_goal existed resumes under the default; "held" trains anew."""
-    from flowrl_core.lifecycle.job import job_identity
+def test_a_job_of_before_step_goal_reads_as_gained_and_the_new_default_is_another_job():
+    """A job.json written before step_goal existed trained under "gained": it reads back so (the
+    trainer resuming it, eval and analysis route that way), naming "gained" resumes it, and the
+    new default "held" is a new job."""
+    from flowrl_core.lifecycle.job import SkillJob, job_identity
     from flowrl_core.skills.spec import PlanStep
 
     plan = [PlanStep("Collect_Wood", 1)]
     common = dict(skill="Collect_Wood", env="gridworld", env_options={}, continuation=False, plan=plan,
                   specs={"Collect_Wood": {"name": "Collect_Wood"}}, trainer="ppo")
-    before = job_identity(config={k: v for k, v in CFG.items() if k != "step_goal"}, **common)
+    old_config = {k: v for k, v in CFG.items() if k != "step_goal"}
+    before = job_identity(config=old_config, **common)
     assert job_identity(config=dict(CFG, step_goal="gained"), **common) == before
-    assert job_identity(config=dict(CFG, step_goal="held"), **common) != before
+    assert CFG["step_goal"] == "held" and job_identity(config=CFG, **common) != before
+    store = fresh("step-goal")
+    job = setup(store, SPECS, "Collect_Wood", env="gridworld", config=CFG).job
+    doc = job.to_dict()
+    assert doc["config"]["step_goal"] == "held" and SkillJob.from_dict(doc).config["step_goal"] == "held"
+    doc["config"] = old_config
+    assert SkillJob.from_dict(doc).config["step_goal"] == "gained"

@@ -122,7 +122,7 @@ def analyse_run(store: Store, run_id: str, *, episodes: int | None = None, seed:
                             f"with options {job.env_options}: {exc}") from None
     report = evaluate_against_random(env, env_params, list(job.plan), specs, policy, env_name=job.env,
                                      env_options=dict(job.env_options), episodes=n, max_steps=budget, seed=seed,
-                                     versions=versions, step_goal=job.config.get("step_goal", "gained"))
+                                     versions=versions, step_goal=job.config["step_goal"])
     record_evaluation(store, report, run_id=run_id)
     producers = achievement_producers(library)
     checks = tuple(check_spec(specs[name], completions_of(report.traces, name), producers=producers)

@@ -14,6 +14,7 @@ from flowrl_core.envs.base import Env
 from flowrl_core.evaluation.policies import Policy
 from flowrl_core.evaluation.records import EpisodeTrace, EvalReport, PolicyStats, summarize
 from flowrl_core.evaluation.rollout import goal_predicate, make_rollout, run_episodes, traces_from_arrays
+from flowrl_core.skills.plan import DEFAULT_STEP_GOAL
 from flowrl_core.skills.spec import PlanStep, SkillSpec
 from flowrl_core.training.predicates import compile_for_env
 
@@ -32,7 +33,7 @@ class PolicyEvaluation:
 def evaluate_policies(env: Env, env_params: PyTree, plan: Sequence[PlanStep], specs: Mapping[str, SkillSpec],
                       policies: Sequence[Policy], *, episodes: int = DEFAULT_EPISODES, max_steps: int,
                       seed: int = 0, greedy: bool = False, with_random: bool = True,
-                      step_goal: str = "gained") -> dict[str, PolicyEvaluation]:
+                      step_goal: str = DEFAULT_STEP_GOAL) -> dict[str, PolicyEvaluation]:
     """Every policy (and, with ``with_random``, a uniform random one) on the same fresh worlds.
 
     The target is the plan's last skill.  Same seed: same worlds, same env randomness, same
@@ -71,7 +72,7 @@ def evaluate_policies(env: Env, env_params: PyTree, plan: Sequence[PlanStep], sp
 def evaluate_against_random(env: Env, env_params: PyTree, plan: Sequence[PlanStep], specs: Mapping[str, SkillSpec],
                             policy: Policy, *, env_name: str, env_options: Mapping[str, Any] | None = None,
                             episodes: int = DEFAULT_EPISODES, max_steps: int, seed: int = 0, greedy: bool = False,
-                            versions: Mapping[str, str] | None = None, step_goal: str = "gained") -> EvalReport:
+                            versions: Mapping[str, str] | None = None, step_goal: str = DEFAULT_STEP_GOAL) -> EvalReport:
     """A skill's policy beside a uniform random policy under the same budget, as an :class:`EvalReport`."""
     results = evaluate_policies(env, env_params, plan, specs, [policy], episodes=episodes, max_steps=max_steps,
                                 seed=seed, greedy=greedy, step_goal=step_goal)

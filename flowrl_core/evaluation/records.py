@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from flowrl_core.skills.plan import DEFAULT_STEP_GOAL, STEP_GOAL_BEFORE
+
 
 class EndReason(str, Enum):
     """Why an episode stopped."""
@@ -265,7 +267,7 @@ class EvalReport:
     baseline: PolicyStats
     traces: tuple[EpisodeTrace, ...] = field(default=(), compare=False)  # the evaluated policy's episodes
     baseline_traces: tuple[EpisodeTrace, ...] = field(default=(), compare=False)
-    step_goal: str = "gained"  # how plan steps were judged, routing and plan_steps alike (training.predicates)
+    step_goal: str = DEFAULT_STEP_GOAL  # how plan steps were judged, routing and plan_steps alike (training.predicates)
 
     @property
     def success_rate(self) -> float:
@@ -302,4 +304,4 @@ class EvalReport:
             result=PolicyStats.from_dict(d), baseline=PolicyStats.from_dict(d["baseline"]),
             traces=tuple(EpisodeTrace.from_dict(t) for t in d.get("traces", ())),
             baseline_traces=tuple(EpisodeTrace.from_dict(t) for t in d.get("baseline_traces", ())),
-            step_goal=str(d.get("step_goal", "gained")))
+            step_goal=str(d.get("step_goal", STEP_GOAL_BEFORE)))  # older records: before the setting

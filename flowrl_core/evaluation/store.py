@@ -102,7 +102,7 @@ def evaluate_skill(store: Store, skill: str, *, episodes: int = DEFAULT_EPISODES
     return evaluate_against_random(env_obj, env_params, list(stored.plan), stored.specs, stored.policy,
                                    env_name=env_name, env_options=options, episodes=episodes, max_steps=budget,
                                    seed=seed, greedy=greedy, versions=stored.versions,
-                                   step_goal=stored.job.config.get("step_goal", "gained"))
+                                   step_goal=stored.job.config["step_goal"])
 
 
 # --------------------------------------------------------------------------- recorded evaluations

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from flowrl_core.errors import StoreCorruptError
-from flowrl_core.skills.plan import plan_from_mapping
+from flowrl_core.skills.plan import STEP_GOAL_BEFORE, plan_from_mapping
 from flowrl_core.skills.remap import Remap
 from flowrl_core.skills.spec import PlanStep
 from flowrl_core.store.objects import Store, now_iso
@@ -65,7 +65,7 @@ class SkillJob:
             specs=dict(d["specs"]), remap=Remap.from_dict(d["remap"]),
             frames_at_setup={int(k): int(v) for k, v in d["frames_at_setup"].items()},
             base_versions={int(k): v for k, v in d["base_versions"].items()},
-            config=dict(d["config"]), continuation=bool(d.get("continuation", False)),
+            config={**ADDED_LATER, **d["config"]}, continuation=bool(d.get("continuation", False)),
             env_options=dict(d.get("env_options") or {}), created_at=d.get("created_at", ""),
             trainer=str(d.get("trainer", DEFAULT_TRAINER)),
         )
@@ -77,9 +77,10 @@ AFTER_TRAINING = ("analysis_episodes",)
 # Settings whose whole effect is the plan, which the identity holds itself: a run planned the
 # same way is the same job whether it was asked for by name or by default.
 IN_PLAN = ("plan_order",)
-# Settings added after runs were stored: at their default they stay out of the identity, so an
-# upgrade does not turn an unfinished run (whose job.json lacks them) into a new job.
-ADDED_LATER = {"step_goal": "gained"}
+# Settings added after runs were stored, with the value those runs trained under: a job.json
+# without the key reads as that value, and at that value the key stays out of the identity, so
+# naming it resumes an unfinished run of an older flowrl (a new default is a new job).
+ADDED_LATER = {"step_goal": STEP_GOAL_BEFORE}
 
 
 def job_identity(*, skill: str, env: str, env_options: Mapping[str, Any], config: Mapping[str, Any],

@@ -45,6 +45,8 @@ PLAN_ORDERS = ("just_in_time", "gather_first")  # the plan_order training settin
 # The step_goal training setting: a step's item target counts from what the env held on entering
 # it ("gained"), or from what the plan expects it to hold there ("held"; holdings_at_steps).
 STEP_GOALS = ("gained", "held")
+DEFAULT_STEP_GOAL = "held"  # measured better on Craftax (docs/benchmarks.md, "Step goal")
+STEP_GOAL_BEFORE = "gained"  # what every run stored before the setting existed trained under
 
 
 class Planner:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flowrl_core.errors import FlowRLError, did_you_mean, short
-from flowrl_core.skills.plan import PLAN_ORDERS, STEP_GOALS
+from flowrl_core.skills.plan import DEFAULT_STEP_GOAL, PLAN_ORDERS, STEP_GOALS
 
 PROFILES = ("cpu", "tiny", "default")
 FRONTIER_FROM = ("last_step", "failed_step")  # PPOConfig.frontier_from
@@ -71,11 +71,11 @@ class PPOConfig:
     # item right before the step that uses it; "gather_first" moves every gathering run as early
     # as the plan allows.  Not a PPO setting: setup plans with it, the trainer ignores it.
     plan_order: str = "just_in_time"
-    # What a plan step's item target counts from (flowrl_core.training.predicates): "gained" --
-    # the inventory on entering the step, so only what the step itself collects counts; "held" --
-    # the inventory the plan expects there, so items picked up earlier (coal found on the way to
-    # the iron) complete a later step at once.
-    step_goal: str = "gained"
+    # What a plan step's item target counts from (flowrl_core.training.predicates): "held" (the
+    # default) -- the inventory the plan expects there, so items picked up earlier (coal found on
+    # the way to the iron) complete a later step at once; "gained" -- the inventory on entering
+    # the step, so only what the step itself collects counts (every run before the setting existed).
+    step_goal: str = DEFAULT_STEP_GOAL
 
     def __post_init__(self) -> None:
         for name in ("num_envs", "num_steps", "update_epochs", "num_minibatches", "width", "depth",

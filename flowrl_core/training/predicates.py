@@ -49,7 +49,7 @@ import numpy as np
 
 from flowrl_core.errors import FlowRLError
 from flowrl_core.plugins import ImportPathError, resolve_callable
-from flowrl_core.skills.plan import STEP_GOALS, holdings_at_steps
+from flowrl_core.skills.plan import DEFAULT_STEP_GOAL, STEP_GOALS, holdings_at_steps
 from flowrl_core.skills.spec import (
     PlanStep,
     SkillSpec,
@@ -191,7 +191,7 @@ def _check_block(key: str, skill: str, blocks: Sequence[str], env_name: str) -> 
 def compile_plan(item_names: Sequence[str], achievement_names: Sequence[str], plan: Sequence[PlanStep],
                  specs: Mapping[str, SkillSpec], expert_of_skill: Mapping[str, int], *, env_name: str = "env",
                  blocks: Sequence[str] = (), shaping: float = 0.1, completion_reward: float = 1.0,
-                 step_goal: str = "gained") -> CompiledPlan:
+                 step_goal: str = DEFAULT_STEP_GOAL) -> CompiledPlan:
     """Check the plan against the env's names and lay it out as arrays (see module docstring)."""
     if not plan:
         raise PredicateError("the plan is empty: nothing to train")
