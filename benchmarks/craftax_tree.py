@@ -3,6 +3,7 @@
     python -m benchmarks.craftax_tree                                  # the whole tree, cpu profile (hours)
     python -m benchmarks.craftax_tree --store /tmp/tree --skip-train   # evaluate a store trained before
     python -m benchmarks.craftax_tree --only Collect_Wood --set total_timesteps=50000 --episodes 64   # smoke
+    python -m benchmarks.craftax_tree --budgets two-hours              # frames shifted to the iron branch
 
 What it does, all through the product's own commands, as a user would run them:
 
@@ -40,6 +41,24 @@ UP_TO_STONE_PICKAXE = ("Collect_Wood", "Place_Table", "Make_Wood_Pickaxe", "Make
                        "Make_Stone_Pickaxe")
 TWO_HOURS = 2 * 3600.0
 
+# ``--budgets two-hours``: the example's 13 skills at 1M frames each took 1 h 21 min here, yet the
+# first skills evaluate at 0.97-1.00 while the iron tools sit near 0 (docs/benchmarks.md).  Every run
+# also trains its plan's experts, so the early experts keep learning inside their dependants' runs:
+# this moves their frames to the iron pickaxe, whose plan holds 8 of the other skills' experts.
+# Frontier resets at 0.5 were what the iron pickaxe's measured continuations used.
+BUDGETS = {
+    "two-hours": {
+        **{s: {"total_timesteps": 300_000, "success_threshold": 0.95}
+           for s in ("Collect_Wood", "Place_Table", "Make_Wood_Pickaxe", "Make_Wood_Sword")},
+        **{s: {"total_timesteps": 500_000, "success_threshold": 0.95} for s in ("Collect_Stone", "Place_Furnace")},
+        **{s: {"total_timesteps": 1_000_000}
+           for s in ("Make_Stone_Pickaxe", "Make_Stone_Sword", "Collect_Coal", "Collect_Iron")},
+        "Make_Iron_Pickaxe": {"total_timesteps": 5_000_000, "frontier_reset_prob": 0.5},
+        "Make_Iron_Sword": {"total_timesteps": 500_000, "frontier_reset_prob": 0.5},
+        "Collect_Diamond": {"total_timesteps": 2_000_000, "frontier_reset_prob": 0.5},
+    },
+}
+
 
 def flowrl(*args: str, timeout: float | None = None) -> subprocess.CompletedProcess:
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)  # keep carried wheels
@@ -64,6 +83,18 @@ def target_of(skill: str, report: dict[str, Any] | None, wall_s: float | None) -
     return ""
 
 
+def budgeted_file(name: str, out: Path) -> Path:
+    """The example skill file with ``BUDGETS[name]`` as its skills' ``train:`` maps, written to ``out``."""
+    import yaml
+
+    doc = yaml.safe_load(FILE.read_text())
+    budgets = BUDGETS[name]
+    for skill in doc["skills"]:
+        skill["train"] = {**skill.get("train", {}), **budgets.get(skill["name"], {})}
+    out.write_text(f"# {FILE.name} with benchmarks/craftax_tree.py's {name!r} budgets\n" + yaml.safe_dump(doc, sort_keys=False))
+    return out
+
+
 def _seconds(record: Any) -> float | None:
     """Wall time of one completed run from its record (started_at → ended_at)."""
     try:
@@ -85,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--episodes", type=int, default=256)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--flat", action="store_true", help="also train and evaluate a flat PPO at equal frames")
+    ap.add_argument("--budgets", choices=sorted(BUDGETS), default=None,
+                    help="train the example with these per-skill frame budgets (see BUDGETS)")
     ap.add_argument("--json", default="craftax_tree.json")
     args = ap.parse_args(argv)
     print(device_line(), flush=True)
@@ -98,7 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     skills = [s for s in training_order(build_graph(specs)) if not args.only or s in args.only]
     run_wall = None
     if not args.skip_train:
-        cmd = ["run", str(FILE), "--store", args.store, "--env", ENV, "--profile", args.profile,
+        file = budgeted_file(args.budgets, Path(args.json).with_suffix(".skills.yaml")) if args.budgets else FILE
+        print(f"skill file: {file}", flush=True)
+        cmd = ["run", str(file.resolve()), "--store", args.store, "--env", ENV, "--profile", args.profile,
                "--slots", str(args.slots)]
         if args.gpus:
             cmd += ["--gpus", args.gpus] + (["--per-gpu", args.per_gpu] if args.per_gpu else [])
