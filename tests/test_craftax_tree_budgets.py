@@ -1,0 +1,19 @@
+"""The tree benchmark's ``--budgets``: the derived skill file is the example's, with budgets the
+product accepts, so a two-hour run is not lost to a renamed skill or a refused setting."""
+
+from benchmarks.craftax_tree import BUDGETS, FILE, budgeted_file
+from benchmarks.library import skill_configs
+from flowrl_core.skills.parsing import load_skill_file
+
+
+def test_two_hour_budgets_name_every_example_skill_and_resolve(tmp_path):
+    example = {s.name: s for s in load_skill_file(FILE)}
+    assert set(BUDGETS["two-hours"]) == set(example)
+    derived = load_skill_file(budgeted_file("two-hours", tmp_path / "tree.skills.yaml"))
+    assert [(s.name, s.requires, s.consumes, s.gains) for s in derived] == \
+        [(s.name, s.requires, s.consumes, s.gains) for s in example.values()]
+    configs = skill_configs(derived, "cpu")
+    assert configs["Make_Iron_Pickaxe"]["total_timesteps"] == 5_000_000
+    assert configs["Make_Iron_Pickaxe"]["frontier_reset_prob"] == 0.5
+    assert configs["Collect_Wood"]["success_threshold"] == 0.95
+    assert sum(c["total_timesteps"] for c in configs.values()) == 13_700_000
