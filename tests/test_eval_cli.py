@@ -126,4 +126,4 @@ def test_status_shows_how_often_evaluated_episodes_died_and_of_what(tmp_path):
     assert row["evaluated_death_cause"] == "pit"
     table = flowrl("status", url)
     assert table.returncode == 0 and f"died {rep.result.end_reasons['death']:.0%} (pit)" in table.stdout
-    assert "last run's success" in table.stdout and "the current experts on fresh episodes" in table.stdout
+    assert "last run's success" in table.stdout and "the latest recorded evaluation on fresh" in table.stdout

@@ -26,8 +26,9 @@ def status(
     # table says so: the skill's own last run while it trained, and the store's experts *now*
     # (which its dependants' runs keep training) on fresh episodes.
     caption = ("expert frames: all runs that trained the expert (dependants' runs too); own frames, last run's "
-               "success: the skill's own runs, while training; evaluated: the current experts on fresh episodes, "
-               "random in brackets")
+               "success: the skill's own runs, while training; evaluated: the latest recorded evaluation on fresh "
+               "episodes, random in brackets (stale: a later run retrained its experts since; `flowrl eval SKILL` "
+               "measures the current ones)")
     short = fitted_to_terminal(out)
     if short:
         caption += "; version: its parameters' hash (full ids with --json or `| cat`)"
@@ -50,12 +51,14 @@ def _short_version(version_id: str) -> str:
 
 
 def _evaluated(s) -> str:
-    """"41% (0%)", and where evaluated episodes died, "; died 58% (zombie)"."""
+    """"41% (0%)", where evaluated episodes died "; died 58% (zombie)", and "; stale" once retrained."""
     if s.evaluated_success is None:
         return "—"
     text = f"{s.evaluated_success:.0%} ({s.random_success:.0%})"
     if s.evaluated_deaths:
         text += f"; died {s.evaluated_deaths:.0%}" + (f" ({s.evaluated_death_cause})" if s.evaluated_death_cause else "")
+    if s.evaluation_stale:
+        text += "; stale"
     return text
 
 
