@@ -4,7 +4,7 @@ A dependant's run keeps training its prerequisites' experts, so the evaluation r
 skill's own run can describe parameters the store no longer serves (on the Craftax tree,
 Collect_Iron's recorded 0.12 against 0.54 for its current experts). The store here is trained for
 real (setup → train job → merge, the gridworld), evaluated with the product's own evaluation, and
-read back through the installed command.
+read back through the installed command; ``flowrl eval --record`` refreshes it.
 """
 
 from __future__ import annotations
@@ -67,3 +67,12 @@ def test_an_evaluation_is_stale_once_a_dependants_run_retrains_its_experts(tmp_p
     lines = {line.split()[1]: line for line in table.stdout.splitlines() if line.startswith("│")}
     assert "; stale" in lines["Collect_Wood"] and "; stale" not in lines["Place_Table"]
     assert "stale: a later run retrained its experts since" in table.stdout
+
+    # `flowrl eval --record` measures the current experts and replaces the stale figure
+    env = dict(os.environ, NO_COLOR="1", PYTHONPATH=str(ROOT))
+    ev = subprocess.run(["flowrl", "eval", "Collect_Wood", "--store", url, "--episodes", "8", "--record", "--json"],
+                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert ev.returncode == 0, ev.stderr
+    measured = json.loads(ev.stdout)
+    wood = next(s for s in json.loads(_status(url, "--json").stdout)["skills"] if s["name"] == "Collect_Wood")
+    assert wood["evaluation_stale"] is False and wood["evaluated_success"] == measured["success_rate"]

@@ -91,6 +91,8 @@ def eval_(
     env_opt: Optional[list[str]] = typer.Option(None, "--env-opt", help="Environment setting KEY=VALUE "
                                                 "(default: the last training run's)."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object on stdout (schema flowrl.eval/1, see README)."),
+    record: bool = typer.Option(False, "--record", help="Also store it as the skill's latest evaluation (what "
+                                "`flowrl status` shows; refreshes one marked stale)."),
 ) -> None:
     """Evaluate SKILL from the store on fresh episodes, beside a uniform random policy."""
     from flowrl_core.evaluation import evaluate_skill
@@ -101,6 +103,10 @@ def eval_(
     options = _parse_settings(env_opt, "--env-opt") if env_opt else None
     report = evaluate_skill(st, skill, episodes=episodes, max_steps=max_steps, seed=seed, env=env,
                             env_options=options, greedy=greedy)
+    if record:
+        from flowrl_core.evaluation import record_evaluation
+
+        record_evaluation(st, report)
     if as_json:
         print_json({"schema": SCHEMA, **report.to_dict()})
         return

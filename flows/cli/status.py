@@ -27,8 +27,8 @@ def status(
     # (which its dependants' runs keep training) on fresh episodes.
     caption = ("expert frames: all runs that trained the expert (dependants' runs too); own frames, last run's "
                "success: the skill's own runs, while training; evaluated: the latest recorded evaluation on fresh "
-               "episodes, random in brackets (stale: a later run retrained its experts since; `flowrl eval SKILL` "
-               "measures the current ones)")
+               "episodes, random in brackets (stale: a later run retrained its experts since; `flowrl eval SKILL "
+               "--record` measures the current ones)")
     short = fitted_to_terminal(out)
     if short:
         caption += "; version: its parameters' hash (full ids with --json or `| cat`)"
