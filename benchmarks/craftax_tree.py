@@ -9,7 +9,7 @@ What it does, all through the product's own commands, as a user would run them:
 
 1. ``flowrl run examples/craftax_classic.yaml --profile cpu --store STORE`` (the real flow:
    Prefect, setup → train → merge per skill, trainer child processes), timed as a whole.
-2. ``flowrl eval SKILL --store STORE --json`` for every skill (fresh episodes, each skill's step
+2. ``flowrl eval SKILL --store STORE --json --record`` for every skill (fresh episodes, each skill's step
    budget, trained beside a uniform random policy on the same worlds).
 3. With ``--flat``: a single-network PPO (:mod:`benchmarks.flat_ppo`) trained on Craftax's own
    reward for as many frames as the whole run trained, evaluated by the same code on every skill.
@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         wall = sum(s for r in completed if (s := _seconds(r)) is not None) if completed else None
         elapsed += wall or 0.0
         res = flowrl("eval", skill, "--store", args.store, "--episodes", str(args.episodes), "--seed",
-                     str(args.seed), "--json")
+                     str(args.seed), "--json", "--record")  # recorded: `flowrl status` then shows these figures
         report = json.loads(res.stdout) if res.returncode == 0 else None
         rows.append({"skill": skill, "frames": frames, "wall_s": wall, "cumulative_wall_s": elapsed,
                      "report": report, "error": None if report else res.stderr.strip()})
