@@ -57,7 +57,7 @@ def skip_reason(job: SkillJob) -> str | None:
 def _run_policy(store: Store, job: SkillJob):
     """The run's composed policy and, per plan skill, where its expert came from."""
     from flowrl_core.evaluation.policies import composed_policy
-    from flowrl_core.store.experts import current_version, load_params
+    from flowrl_core.store.experts import current_version, load_params, run_reference
     from flowrl_core.store.params import params_from_bytes
 
     run = store.run(job.run_id)
@@ -70,7 +70,7 @@ def _run_policy(store: Store, job: SkillJob):
         parts = expert_parts(run, g) if g is not None else None
         if parts is not None and store.exists(parts):
             experts[name] = params_from_bytes(store.read_bytes(parts), store.path(*parts))
-            versions[name] = f"run:{job.run_id}"
+            versions[name] = run_reference(job.run_id)
             continue
         version = current_version(store, g) if g is not None else None
         if version is None:

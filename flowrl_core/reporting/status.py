@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 from enum import Enum
 from typing import Any, Mapping
 
-from flowrl_core.store.experts import ExpertVersion, current_version
+from flowrl_core.store.experts import ExpertVersion, current_versions
 from flowrl_core.store.objects import Store
 from flowrl_core.store.runs import RunRecord, RunState, skill_runs
 
@@ -83,27 +83,16 @@ def latest_evaluation(store: Store, skill: str) -> Any:
 
 
 def _stale(evaluated: Mapping[str, str], current: Mapping[str, ExpertVersion | None]) -> bool:
-    """Whether an evaluated plan expert has been replaced since (a record without versions cannot tell).
-
-    The flow's own evaluation names a run's trained parameters as ``run:<run id>``; the merge
-    publishes them as a version of that run, so they stay current while the current version's run
-    is that one.
-    """
-    def replaced(skill: str, evaluated_id: str) -> bool:
-        version = current.get(skill)
-        if version is None:
-            return True
-        if evaluated_id.startswith("run:"):
-            return version.run_id != evaluated_id[len("run:"):]
-        return version.version_id != evaluated_id
-
-    return any(replaced(skill, version_id) for skill, version_id in evaluated.items())
+    """Whether an evaluated plan expert has been replaced since (a record without versions cannot tell)."""
+    return any((version := current.get(skill)) is None or not version.answers(reference)
+               for skill, reference in evaluated.items())
 
 
 def summarize_store(store: Store) -> StoreStatus:
     """Every skill in the store with its expert's current version and its runs."""
     indices = store.expert_indices()
-    current = {name: current_version(store, index) for name, index in indices.items()}
+    by_index = current_versions(store)
+    current = {name: by_index.get(index) for name, index in indices.items()}
     rows = []
     for name in sorted(set(store.skill_names()) | set(indices)):
         index = indices.get(name)

@@ -82,6 +82,21 @@ class ExpertVersion:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self) | {"version_id": self.version_id}
 
+    def answers(self, reference: str) -> bool:
+        """Whether ``reference`` (a version id, or :func:`run_reference`) names these parameters."""
+        if reference.startswith(RUN_REFERENCE):
+            return self.run_id == reference[len(RUN_REFERENCE):]
+        return self.version_id == reference
+
+
+# A run's analysis evaluates its trained parameters before the merge has published them as a
+# version; the merge then publishes them under that run's id, so the run names them until then.
+RUN_REFERENCE = "run:"
+
+
+def run_reference(run_id: str) -> str:
+    return f"{RUN_REFERENCE}{run_id}"
+
 
 @dataclass(frozen=True)
 class Proposal:

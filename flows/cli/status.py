@@ -23,8 +23,8 @@ def status(
         print_json(summary.to_dict())
         return
     # Two columns of success answer different questions, and read as a contradiction unless the
-    # table says so: the skill's own last run while it trained, and the store's experts *now*
-    # (which its dependants' runs keep training) on fresh episodes.
+    # table says so: the skill's own last run while it trained, and the latest recorded evaluation on
+    # fresh episodes, marked stale once its dependants' runs have replaced an expert it used.
     caption = ("expert frames: all runs that trained the expert (dependants' runs too); own frames, last run's "
                "success: the skill's own runs, while training; evaluated: the latest recorded evaluation on fresh "
                "episodes, random in brackets (stale: a later run retrained its experts since; `flowrl eval SKILL "
