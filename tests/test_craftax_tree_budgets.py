@@ -3,6 +3,7 @@ product accepts, so a two-hour run is not lost to a renamed skill or a refused s
 
 from benchmarks.craftax_tree import BUDGETS, FILE, budgeted_file
 from benchmarks.library import skill_configs
+from flowrl_core.skills.graph import build_graph
 from flowrl_core.skills.parsing import load_skill_file
 
 
@@ -17,3 +18,8 @@ def test_two_hour_budgets_name_every_example_skill_and_resolve(tmp_path):
     assert configs["Make_Iron_Pickaxe"]["frontier_reset_prob"] == 0.5
     assert configs["Collect_Wood"]["success_threshold"] == 0.95
     assert sum(c["total_timesteps"] for c in configs.values()) == 13_700_000
+    # the leaves, and only they, keep their prerequisites frozen
+    graph = build_graph(derived)
+    frozen = {name for name, c in configs.items() if not c["train_prerequisites"]}
+    assert frozen == {n for n in graph if graph.out_degree(n) == 0} == {"Make_Wood_Sword", "Make_Stone_Sword", "Make_Iron_Sword",
+                                                     "Collect_Diamond"}

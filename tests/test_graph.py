@@ -133,6 +133,10 @@ BAD = [
     ("train-unknown", skills({"name": "A", "gains": {"wood": 1}, "train": {"total_steps": 5}}),
      "did you mean 'total_timesteps'"),
     ("train-negative", skills({"name": "A", "gains": {"wood": 1}, "train": {"total_timesteps": -5}}), "must be positive"),
+    ("train-switch-number", skills({"name": "A", "gains": {"wood": 1}, "train": {"train_prerequisites": 0}}),
+     "'train.train_prerequisites' must be true or false, got 0"),
+    ("train-number-switch", skills({"name": "A", "gains": {"wood": 1}, "train": {"lr": True}}),
+     "'train.lr' must be a number"),
     ("predicate-no-colon", skills({"name": "A", "gains": {"wood": 1}, "predicate": "os.system"}), "import path"),
     ("yaml-duplicate-key", "skills:\n  - name: A\n    gains: {wood: 1}\n    gains: {stone: 1}\n", "duplicate key 'gains'"),
 ]

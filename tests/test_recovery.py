@@ -269,3 +269,23 @@ def test_a_job_of_before_step_goal_reads_as_gained_and_the_new_default_is_anothe
     assert doc["config"]["step_goal"] == "held" and SkillJob.from_dict(doc).config["step_goal"] == "held"
     doc["config"] = old_config
     assert SkillJob.from_dict(doc).config["step_goal"] == "gained"
+
+
+def test_a_job_of_before_train_prerequisites_trains_them_and_resumes_unchanged():
+    """A job.json written before the setting existed trained every plan expert: it reads back so,
+    and its identity is unchanged (an upgrade abandons no unfinished run); freezing is a new job."""
+    from flowrl_core.lifecycle.job import SkillJob, job_identity
+    from flowrl_core.skills.spec import PlanStep
+
+    plan = [PlanStep("Collect_Wood", 1)]
+    common = dict(skill="Collect_Wood", env="gridworld", env_options={}, continuation=False, plan=plan,
+                  specs={"Collect_Wood": {"name": "Collect_Wood"}}, trainer="ppo")
+    old_config = {k: v for k, v in CFG.items() if k != "train_prerequisites"}
+    assert CFG["train_prerequisites"] is True
+    assert job_identity(config=CFG, **common) == job_identity(config=old_config, **common)
+    assert job_identity(config=dict(CFG, train_prerequisites=False), **common) != job_identity(config=CFG, **common)
+    store = fresh("train-prerequisites")
+    doc = setup(store, SPECS, "Collect_Wood", env="gridworld", config=CFG).job.to_dict()
+    doc["config"] = old_config
+    job = SkillJob.from_dict(doc)
+    assert job.config["train_prerequisites"] is True and job.trained_experts == tuple(job.remap.skill_of_global)

@@ -57,7 +57,7 @@ def skip_reason(job: SkillJob) -> str | None:
 def _run_policy(store: Store, job: SkillJob):
     """The run's composed policy and, per plan skill, where its expert came from."""
     from flowrl_core.evaluation.policies import composed_policy
-    from flowrl_core.store.experts import current_version, load_params, run_reference
+    from flowrl_core.store.experts import current_version, load_params, run_reference, version_by_id
     from flowrl_core.store.params import params_from_bytes
 
     run = store.run(job.run_id)
@@ -67,12 +67,15 @@ def _run_policy(store: Store, job: SkillJob):
     versions: dict[str, str] = {}
     for name in dict.fromkeys(step.skill for step in job.plan):
         g = global_of.get(name, indices.get(name))
-        parts = expert_parts(run, g) if g is not None else None
+        parts = expert_parts(run, g) if g in job.trained_experts else None
         if parts is not None and store.exists(parts):
             experts[name] = params_from_bytes(store.read_bytes(parts), store.path(*parts))
             versions[name] = run_reference(job.run_id)
             continue
-        version = current_version(store, g) if g is not None else None
+        # A prerequisite the run kept frozen acted with the version setup pinned: name that one,
+        # so the evaluation stays current after a merge that leaves it in place.
+        pinned = job.base_versions.get(g) if g is not None else None
+        version = version_by_id(store, pinned) if pinned else current_version(store, g) if g is not None else None
         if version is None:
             raise AnalysisError(f"skill {job.skill!r}: run {job.run_id} has no expert for plan step {name!r} "
                                 f"({store.path(*run.parts('experts'))}) and the store has no version of it; "

@@ -50,6 +50,14 @@ class SkillJob:
         return job_identity(skill=self.skill, env=self.env, env_options=self.env_options, config=self.config,
                             continuation=self.continuation, plan=self.plan, specs=self.specs, trainer=self.trainer)
 
+    @property
+    def trained_experts(self) -> tuple[int, ...]:
+        """Global indices of the experts this run trains and proposes to the store: every plan
+        expert, or only the skill's own when ``train_prerequisites`` is off (the rest act frozen)."""
+        if self.config.get("train_prerequisites", True):
+            return tuple(sorted(self.remap.skill_of_global))
+        return tuple(g for g, skill in sorted(self.remap.skill_of_global.items()) if skill == self.skill)
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["plan"] = [s.to_dict() for s in self.plan]
@@ -80,7 +88,7 @@ IN_PLAN = ("plan_order",)
 # Settings added after runs were stored, with the value those runs trained under: a job.json
 # without the key reads as that value, and at that value the key stays out of the identity, so
 # naming it resumes an unfinished run of an older flowrl (a new default is a new job).
-ADDED_LATER = {"step_goal": STEP_GOAL_BEFORE}
+ADDED_LATER = {"step_goal": STEP_GOAL_BEFORE, "train_prerequisites": True}
 
 
 def job_identity(*, skill: str, env: str, env_options: Mapping[str, Any], config: Mapping[str, Any],

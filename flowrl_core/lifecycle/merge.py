@@ -15,14 +15,16 @@ from flowrl_core.store.runs import RunRecord, RunState, write_run_record
 
 
 def merge_run(store: Store, run_id: str) -> list[Decision]:
-    """Propose every expert the run trained; idempotent, so a retried merge changes nothing."""
+    """Propose every expert the run trained (not the prerequisites it kept frozen); idempotent,
+    so a retried merge changes nothing."""
     job = load_job(store, run_id)
     run = store.run(run_id)
     result = read_result(store, run_id)
     if result is None:
         raise FlowRLError(f"skill {job.skill!r}: run {run_id} has no result.json yet; train it before merging")
     proposals = []
-    for g, skill in job.remap.skill_of_global.items():
+    for g in job.trained_experts:
+        skill = job.remap.skill_of_global[g]
         parts = expert_parts(run, g)
         params = params_from_bytes(store.read_bytes(parts), store.path(*parts))
         proposals.append(Proposal(index=g, skill=skill, frames=job.frames_at_setup[g] + result.frames, params=params,

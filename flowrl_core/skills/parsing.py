@@ -29,7 +29,7 @@ from flowrl_core.skills.spec import (
     is_near,
     near_block,
 )
-from flowrl_core.training.config import CHOICES, TRAIN_KEYS
+from flowrl_core.training.config import CHOICES, SWITCHES, TRAIN_KEYS
 
 SKILL_KEYS = ("name", "requires", "consumes", "gains", "depends_on", "train", "description", "predicate")
 TOP_KEYS = ("skills", "name", "description", "env", "env_options", "trainer")
@@ -142,7 +142,12 @@ def _check_train(raw: Any, name: str, source: str | None) -> dict[str, Any]:
                 raise SkillFileError(f"'train.{key}' must be one of {', '.join(CHOICES[key])}, got {short(value)}",
                                      source=source, skill=name)
             continue
-        if isinstance(value, bool) and key != "anneal_lr":
+        if key in SWITCHES:
+            if not isinstance(value, bool):
+                raise SkillFileError(f"'train.{key}' must be true or false, got {short(value)}", source=source,
+                                     skill=name)
+            continue
+        if isinstance(value, bool):
             raise SkillFileError(f"'train.{key}' must be a number, got {short(value)}", source=source, skill=name)
         if not isinstance(value, (int, float, bool)) and value is not None:
             raise SkillFileError(f"'train.{key}' must be a number, got {short(value)}", source=source, skill=name)

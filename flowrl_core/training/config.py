@@ -76,6 +76,12 @@ class PPOConfig:
     # the way to the iron) complete a later step at once; "gained" -- the inventory on entering
     # the step, so only what the step itself collects counts (every run before the setting existed).
     step_goal: str = DEFAULT_STEP_GOAL
+    # Whether the run also trains the experts of the skill's prerequisites, which its plan routes
+    # through (the reference system's rule, and the default).  False freezes them: they act with
+    # the versions setup seeded, get no gradient, and the merge proposes only the skill's own
+    # expert -- so a skill whose own reward is rare (Collect_Diamond) cannot wear down the experts
+    # its prerequisites trained under the frame-count rule.
+    train_prerequisites: bool = True
 
     def __post_init__(self) -> None:
         for name in ("num_envs", "num_steps", "update_epochs", "num_minibatches", "width", "depth",
@@ -131,6 +137,8 @@ class PPOConfig:
 
 # What a skill file's ``train:`` map may set: every PPOConfig field.
 TRAIN_KEYS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(PPOConfig))
+# The settings that are switches (true/false).
+SWITCHES: frozenset[str] = frozenset(f.name for f in dataclasses.fields(PPOConfig) if str(f.type) == "bool")
 # The settings that take a word, not a number, and the words each allows.
 CHOICES: dict[str, tuple[str, ...]] = {"frontier_from": FRONTIER_FROM, "plan_order": PLAN_ORDERS,
                                         "step_goal": STEP_GOALS}

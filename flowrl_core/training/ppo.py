@@ -41,6 +41,9 @@ Choices that differ from a single-network PPO, and why:
   change in health, food and drink, weighted, is added to every step's reward, and a
   death costs the health that was left, so a long plan's experts learn not to die on the way.
   Deaths are counted either way (``death_rate``: finished fresh-world episodes that ended in death).
+* **Frozen prerequisites** (``train_prerequisites = False``): the experts of the plan's earlier
+  steps still act, but their gradients are zeroed before Adam, so they keep their seeded
+  parameters exactly; only the last step's (the skill's own) expert learns.
 """
 
 from __future__ import annotations
@@ -217,10 +220,36 @@ def clip_by_expert_norm(max_norm: float) -> optax.GradientTransformation:
     return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
 
 
-def make_optimizer(config: PPOConfig) -> optax.GradientTransformation:
+def freeze_experts(trainable: Sequence[bool]) -> optax.GradientTransformation:
+    """Zero the gradients of the experts not in ``trainable`` (leaves stacked on axis 0).  Adam's
+    moments then stay at zero for them, so their update is exactly zero: they keep the parameters
+    they were seeded with, bit for bit."""
+    mask = jnp.asarray(trainable, jnp.float32)
+
+    def update(updates, state, params=None):
+        return jax.tree.map(lambda g: g * mask.reshape((-1,) + (1,) * (g.ndim - 1)).astype(g.dtype), updates), state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
+def make_optimizer(config: PPOConfig, trainable: Sequence[bool] | None = None) -> optax.GradientTransformation:
+    """Adam with per-expert clipping; ``trainable`` (one flag per local expert) freezes the others."""
     steps = max(1, config.num_updates * config.update_epochs * config.num_minibatches)
     lr = optax.linear_schedule(config.lr, 0.0, steps) if config.anneal_lr else config.lr
-    return optax.chain(clip_by_expert_norm(config.max_grad_norm), optax.adam(lr, eps=1e-5))
+    chain = [clip_by_expert_norm(config.max_grad_norm), optax.adam(lr, eps=1e-5)]
+    if trainable is not None and not all(trainable):
+        chain.insert(0, freeze_experts(trainable))
+    return optax.chain(*chain)
+
+
+def trainable_experts(plan: Sequence[PlanStep], expert_of_skill: Mapping[str, int], k: int,
+                      config: PPOConfig) -> tuple[bool, ...]:
+    """Which local experts learn: all, or only the plan's last step's (the skill's own) when
+    ``train_prerequisites`` is off."""
+    if config.train_prerequisites:
+        return (True,) * k
+    own = int(expert_of_skill[plan[-1].skill])
+    return tuple(i == own for i in range(k))
 
 
 def _segment_mean(onehot: jax.Array, counts: jax.Array, x: jax.Array) -> jax.Array:
@@ -605,7 +634,8 @@ def build_training(env: Env, plan: Sequence[PlanStep], specs: Mapping[str, Skill
                          block_size=config.block_size)
     bank_size = config.reset_bank_size or 2 * config.num_envs
     refresh = min(bank_size, config.bank_refresh if config.bank_refresh is not None else max(1, config.num_envs // 4))
-    return TrainingParts(k, compiled, net, make_optimizer(config), refresh, step_budget(config.max_steps, env, plan))
+    tx = make_optimizer(config, trainable_experts(plan, expert_of_skill, k, config))
+    return TrainingParts(k, compiled, net, tx, refresh, step_budget(config.max_steps, env, plan))
 
 
 def chunk_size(config: PPOConfig, done: int = 0) -> int:
