@@ -121,14 +121,30 @@ def _run_child(module: str, store: StoreRef, run_id: str, *, skill: str, device:
                what: str) -> subprocess.CompletedProcess:
     """``python -m module --run-id run_id`` pinned like the trainer (never in the orchestrator,
     whose JAX would grab the GPU), its inputs on stdin like the trainer's; waits for it."""
+    given = messages.TrainerInput(store=store.url, run_id=run_id, storage_options=dict(store.storage_options))
+    return _child([module, "--run-id", run_id], given.to_json(), skill=skill, device=device, what=what)
+
+
+def _child(args: list[str], stdin: str, *, skill: str, device: str, what: str) -> subprocess.CompletedProcess:
     _refuse_if_stopping(skill, what)
     env = jax_memory_env(None).apply(dict(os.environ, PYTHONUNBUFFERED="1"))
     if device:
         env["CUDA_VISIBLE_DEVICES"] = device
-    return subprocess.run([sys.executable, "-m", module, "--run-id", run_id], env=env,
-                          input=messages.TrainerInput(store=store.url, run_id=run_id,
-                                                      storage_options=dict(store.storage_options)).to_json(),
-                          capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", *args], env=env, input=stdin, capture_output=True, text=True)
+
+
+def run_evaluation_process(store: StoreRef, skill: str, *, episodes: int, seed: int = 0, device: str = "") -> str:
+    """Evaluate ``skill``'s current experts in a child process and record it as its latest
+    evaluation (:mod:`flowrl_core.evaluation.__main__`); returns the child's summary line.
+    Raises :class:`FlowRLError` with the child's last error line when it fails."""
+    given = messages.EvaluationInput(store=store.url, skill=skill, episodes=episodes, seed=seed,
+                                     storage_options=dict(store.storage_options))
+    done = _child(["flowrl_core.evaluation", "--skill", skill], given.to_json(), skill=skill, device=device,
+                  what="evaluation")
+    if done.returncode != 0:
+        why = (done.stderr.strip().splitlines() or [describe_exit(done.returncode)])[-1][:500]
+        raise FlowRLError(f"skill {skill!r}: evaluation failed ({why})")
+    return done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
 
 
 def run_memory_estimate(store: StoreRef, run_id: str, *, skill: str, device: str, log: Any) -> int | None:

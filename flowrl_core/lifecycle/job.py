@@ -166,3 +166,19 @@ def last_completed_job(store: Store, skill: str) -> SkillJob | None:
     if not completed:
         return None
     return load_job(store, max(completed, key=lambda r: (r.ended_at, r.run_id)).run_id)
+
+
+# The settings that give an expert's parameters their shapes: a run seeded from a stored version
+# must use the ones that version trained with.
+NETWORK_KEYS = ("width", "depth")
+
+
+def network_of(config: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: config.get(k) for k in NETWORK_KEYS}
+
+
+def continuation_network(store: Store, skill: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """The network settings a continuation of ``skill`` keeps: those of its last completed run,
+    except where ``overrides`` names them (then setup checks they still fit the stored experts)."""
+    job = last_completed_job(store, skill)
+    return {k: v for k, v in network_of(job.config).items() if k not in overrides} if job else {}

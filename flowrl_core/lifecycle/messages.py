@@ -47,6 +47,30 @@ class TrainerInput:
 
 
 @dataclass(frozen=True)
+class EvaluationInput:
+    """Sent once on an evaluation child's stdin (``python -m flowrl_core.evaluation``): which skill,
+    how many fresh episodes, and the store -- kept off the command line like the trainer's."""
+
+    store: str
+    skill: str
+    episodes: int
+    seed: int = 0
+    storage_options: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> "EvaluationInput":
+        try:
+            d = json.loads(text)
+            return cls(store=str(d["store"]), skill=str(d["skill"]), episodes=int(d["episodes"]),
+                       seed=int(d.get("seed", 0)), storage_options=dict(d.get("storage_options") or {}))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ProtocolError(f"evaluation input on stdin is not an EvaluationInput document ({exc})") from None
+
+
+@dataclass(frozen=True)
 class Started:
     run_id: str
     resumed_from_update: int

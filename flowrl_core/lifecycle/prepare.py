@@ -161,6 +161,8 @@ def prepare_graph_run(doc: SkillFileDoc, settings: RunSettings) -> GraphRunPlan:
         check_survival(env, float(configs[n].get("survival_shaping", 0.0)), skill=n)
     store_exists = Store.probe(settings.store, storage_options=dict(settings.storage_options))
     _check_dependencies(settings, targets, plans, store_exists)
+    if settings.continuation and trainer == DEFAULT_TRAINER:
+        _check_networks(settings, targets, plans, configs)
     budgets = {n: planned_frames(configs[n]) for n in targets}
     weights = {n: float(budgets.get(n, 0)) for n in order}
     lengths = critical_path_lengths(graph, weights)
@@ -177,6 +179,21 @@ def prepare_graph_run(doc: SkillFileDoc, settings: RunSettings) -> GraphRunPlan:
         trainer=trainer, graph=graph, order=order, targets=targets, plans=plans, configs=configs, budgets=budgets,
         priorities=priorities, critical_path=tuple(critical_path(graph, weights)), upstream=upstream,
         devices=devices, store_exists=store_exists)
+
+
+def _check_networks(settings: RunSettings, targets: Sequence[str], plans: Mapping[str, Sequence[PlanStep]],
+                    configs: Mapping[str, Mapping[str, Any]]) -> None:
+    """A continuation starts from every stored expert of its plan: their shapes must fit its settings."""
+    from flowrl_core.lifecycle.setup import check_network
+    from flowrl_core.store.experts import current_version
+
+    store = Store(settings.store, storage_options=dict(settings.storage_options), create=False)
+    indices = store.expert_indices()
+    for n in targets:
+        for name in dict.fromkeys(step.skill for step in plans[n]):
+            version = current_version(store, indices[name]) if name in indices else None
+            if version is not None:
+                check_network(store, n, name, version, configs[n])
 
 
 def _check_dependencies(settings: RunSettings, targets: Sequence[str], plans: Mapping[str, Sequence[PlanStep]],

@@ -24,12 +24,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from flowrl_core.errors import FlowRLError
-from flowrl_core.lifecycle.job import DEFAULT_TRAINER, SkillJob, job_identity, load_job
+from flowrl_core.lifecycle.job import DEFAULT_TRAINER, SkillJob, job_identity, load_job, network_of
 from flowrl_core.skills.plan import execution_plan
 from flowrl_core.skills.remap import Remap, remap_for_plan
 from flowrl_core.skills.spec import SkillSpec
 from flowrl_core.store import leases
-from flowrl_core.store.experts import current_version
+from flowrl_core.store.experts import ExpertVersion, current_version
 from flowrl_core.store.objects import Store, new_run_id, now_iso
 from flowrl_core.store.runs import RunRecord, RunState, skill_runs, write_run_record
 from flowrl_core.training.config import planned_frames
@@ -37,6 +37,10 @@ from flowrl_core.training.config import planned_frames
 
 class MissingDependencyError(FlowRLError):
     """A skill's plan needs an expert that has never been trained."""
+
+
+class NetworkMismatchError(FlowRLError):
+    """The settings ask for a network shape a stored expert the run would start from does not have."""
 
 
 @dataclass(frozen=True)
@@ -123,6 +127,8 @@ def setup(
         version = current_version(store, g)
         frames[g] = version.frames if version else 0
         bases[g] = version.version_id if version else None
+        if version is not None and trainer == DEFAULT_TRAINER:
+            check_network(store, skill, remap.skill_of_global[g], version, config)
     job = SkillJob(run_id=run_id or new_run_id(skill), skill=skill, env=env, plan=list(plan), specs=plan_specs,
                    remap=remap, frames_at_setup=frames, base_versions=bases, config=dict(config),
                    continuation=continuation, env_options=dict(env_options or {}), trainer=trainer)
@@ -131,6 +137,27 @@ def setup(
     write_run_record(store, RunRecord(run_id=job.run_id, skill=skill, state=RunState.STARTED,
                                       started_at=job.created_at, job_hash=identity, continuation=continuation))
     return SetupResult(skill, job, resumed=False, done_frames=done, lease=lease, abandoned=tuple(abandoned))
+
+
+def check_network(store: Store, skill: str, expert_skill: str, version: ExpertVersion,
+                   config: Mapping[str, Any]) -> None:
+    """Refuse here, before a job is written, a network the stored expert does not fit -- not in
+    the trainer after its retries, as a leaf-shape mismatch."""
+    run = store.run(version.run_id)
+    if not run.has_doc("job.json"):
+        return  # a version from a run whose job is gone: the trainer's own check still applies
+    seeded_by = load_job(store, version.run_id)
+    if seeded_by.trainer != DEFAULT_TRAINER:
+        return  # another trainer's parameters: their shapes are its own business
+    trained = network_of(seeded_by.config)
+    asked = network_of(config)
+    if trained != asked:
+        sets = " ".join(f"--set {k}={v}" for k, v in trained.items())
+        raise NetworkMismatchError(
+            f"skill {skill!r}: expert of {expert_skill!r} (version {version.version_id}) is a "
+            f"{trained['depth']}x{trained['width']} network and these settings ask for "
+            f"{asked['depth']}x{asked['width']}; train with {sets} (or the profile it trained with), "
+            "or in a new store")
 
 
 def _resume(store: Store, skill: str, job: SkillJob, done: int, owner: str | None,

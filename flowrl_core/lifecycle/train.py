@@ -122,9 +122,14 @@ def open_given_run(run_id: str) -> Store:
     given = messages.TrainerInput.from_json(sys.stdin.read())
     if given.run_id != run_id:
         raise messages.ProtocolError(f"--run-id {run_id} differs from the input's run id {given.run_id}")
+    return open_child_store(given.store, given.storage_options)
+
+
+def open_child_store(url: str, storage_options: dict[str, Any]) -> Store:
+    """Plugins and the JAX compilation cache set up as in every child process, then the store."""
     load_plugins()
     configure_jax()
-    return Store(given.store, storage_options=given.storage_options, create=False)
+    return Store(url, storage_options=storage_options, create=False)
 
 
 def main(argv: list[str] | None = None) -> int:

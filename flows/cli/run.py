@@ -275,7 +275,7 @@ def continue_(
     as_json: bool = typer.Option(False, "--json", help="Print the results as one JSON object."),
 ) -> None:
     """Train SKILL further as a new version; the frame-count rule decides what the store keeps."""
-    from flowrl_core.lifecycle.job import last_completed_job
+    from flowrl_core.lifecycle.job import continuation_network, last_completed_job
     from flowrl_core.skills.parsing import parse_skill_doc, read_skill_file
     from flowrl_core.store.objects import Store
 
@@ -290,7 +290,8 @@ def continue_(
     job = last_completed_job(st, skill)
     env_options = dict(job.env_options) if job and env is None else {}
     env_options.update(_parse_settings(env_opt or [], "--env-opt"))
+    settings = _parse_settings(set_ or [])
+    overrides = {**continuation_network(st, skill, settings), **settings, "total_timesteps": frames}
     plan = _prepare(doc, store=store, env=env or (job.env if job else None), env_options=env_options,
-                    profile=profile, overrides={**_parse_settings(set_ or []), "total_timesteps": frames},
-                    only=(skill,), continuation=True)
+                    profile=profile, overrides=overrides, only=(skill,), continuation=True)
     raise typer.Exit(_run_flow(_flow_kwargs(doc, plan), plan, as_json=as_json))
