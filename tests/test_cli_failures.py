@@ -138,6 +138,9 @@ CASES = [
         predicate="flowrl_no_such_module:done")), *TINY], 2, "flowrl_no_such_module"),
     ("run-predicate-wrong-signature", lambda d: ["run", write(d / "s.yaml", with_skill(
         predicate="tests.support.cli_plugins:one_argument_predicate")), *TINY], 2, "abstract inputs"),
+    ("run-plan-networks-differ", lambda d: ["run", write(d / "s.yaml", {"skills": [
+        GRAPH["skills"][0], {**GRAPH["skills"][1], "train": {"width": 64}}]}), "--profile", "tiny"],
+     2, "the experts of one plan share a shape"),
     ("run-trainer-unknown", lambda d: ["run", write(d / "s.yaml", {**GRAPH, "trainer": "nosuch"}), *TINY], 2, "trainer"),
     ("run-slots-zero", lambda d: ["run", write(d / "s.yaml", GRAPH), *TINY, "--slots", "0"], 2, "slots"),
     ("run-gpus-duplicate", lambda d: ["run", write(d / "s.yaml", GRAPH), *TINY, "--gpus", "0,0"], 2, "gpus"),

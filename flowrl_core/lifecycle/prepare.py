@@ -161,8 +161,10 @@ def prepare_graph_run(doc: SkillFileDoc, settings: RunSettings) -> GraphRunPlan:
         check_survival(env, float(configs[n].get("survival_shaping", 0.0)), skill=n)
     store_exists = Store.probe(settings.store, storage_options=dict(settings.storage_options))
     _check_dependencies(settings, targets, plans, store_exists)
-    if settings.continuation and trainer == DEFAULT_TRAINER:
-        _check_networks(settings, targets, plans, configs)
+    if trainer == DEFAULT_TRAINER:
+        _check_plan_networks(targets, plans, configs)
+        if settings.continuation:
+            _check_networks(settings, targets, plans, configs)
     budgets = {n: planned_frames(configs[n]) for n in targets}
     weights = {n: float(budgets.get(n, 0)) for n in order}
     lengths = critical_path_lengths(graph, weights)
@@ -179,6 +181,22 @@ def prepare_graph_run(doc: SkillFileDoc, settings: RunSettings) -> GraphRunPlan:
         trainer=trainer, graph=graph, order=order, targets=targets, plans=plans, configs=configs, budgets=budgets,
         priorities=priorities, critical_path=tuple(critical_path(graph, weights)), upstream=upstream,
         devices=devices, store_exists=store_exists)
+
+
+def _check_plan_networks(targets: Sequence[str], plans: Mapping[str, Sequence[PlanStep]],
+                         configs: Mapping[str, Mapping[str, Any]]) -> None:
+    """A plan's experts form one MoE: a skill whose ``train:`` map gives it another width or depth
+    than a skill its plan routes through could never be seeded from that one's expert."""
+    from flowrl_core.lifecycle.job import network_of
+
+    for n in targets:
+        for name in dict.fromkeys(step.skill for step in plans[n]):
+            if name in configs and network_of(configs[name]) != network_of(configs[n]):
+                raise RunSettingsError(
+                    f"skill {n!r}: its plan routes through {name!r}, whose network is "
+                    f"{configs[name]['depth']}x{configs[name]['width']}, but its own is "
+                    f"{configs[n]['depth']}x{configs[n]['width']}; the experts of one plan share a shape: "
+                    "set width and depth alike in their train: maps (or only with --set)")
 
 
 def _check_networks(settings: RunSettings, targets: Sequence[str], plans: Mapping[str, Sequence[PlanStep]],
