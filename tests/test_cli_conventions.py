@@ -101,7 +101,20 @@ def test_plan_json_has_graph_order_critical_path_plans_and_remaps():
     assert pickaxe["plan"] == [{"skill": "Collect_Wood", "count": 2}, {"skill": "Place_Table", "count": 1},
                                {"skill": "Collect_Wood", "count": 1}, {"skill": "Make_Wood_Pickaxe", "count": 1}]
     sword = next(s for s in doc["skills"] if s["name"] == "Make_Wood_Sword")
-    assert {"global": 4, "local": 2, "skill": "Make_Wood_Sword"} in sword["remap"]
+    assert {"global": 4, "local": 2, "skill": "Make_Wood_Sword", "trained": True} in sword["remap"]
+    assert all(r["trained"] for s in doc["skills"] for r in s["remap"])  # the default trains the prerequisites
+
+
+def test_plan_marks_the_prerequisites_a_skill_keeps_frozen(tmp_path):
+    skills = tmp_path / "frozen.yaml"
+    skills.write_text("skills:\n- {name: Collect_Wood, gains: {wood: 1}}\n"
+                      "- {name: Place_Table, requires: {wood: 2}, consumes: {wood: 2}, "
+                      "gains: {'achievement:place_table': 1}, train: {train_prerequisites: false}}\n")
+    doc = json.loads(flowrl("plan", str(skills), "--json").stdout)
+    table = next(s for s in doc["skills"] if s["name"] == "Place_Table")
+    assert [(r["skill"], r["trained"]) for r in table["remap"]] == [("Collect_Wood", False), ("Place_Table", True)]
+    res = flowrl("plan", str(skills), columns="160")
+    assert res.returncode == 0 and "Collect_Wood (frozen)" in res.stdout, res.stdout
 
 
 def test_bad_input_with_json_is_still_one_line_exit_2(tmp_path):

@@ -29,6 +29,10 @@ class SkillOverview:
     index_is_new: bool
     remap: Remap
     remaining_path: float
+    trains_prerequisites: bool = True  # the file's train: map; False: the plan's other experts act frozen
+
+    def trains(self, global_index: int) -> bool:
+        return self.trains_prerequisites or self.remap.skill_of_global[global_index] == self.name
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,7 @@ def overview(specs: Sequence[SkillSpec], existing_indices: Mapping[str, int] | N
             name=name, depends_on=sorted(graph.predecessors(name)), plan=plan, index=indices[name][0],
             index_is_new=indices[name][1], remap=remap_for_plan(name, plan, flat),
             remaining_path=lengths[name],
+            trains_prerequisites=bool(planner.by_name[name].train.get("train_prerequisites", True)),
         )
     return GraphOverview(graph=graph, order=order, critical_path=critical_path(graph), skills=skills)
 
@@ -85,8 +90,8 @@ def plan_document(view: GraphOverview, source: str) -> dict:
         "skills": [{
             "name": name, "depends_on": list(s.depends_on), "expert": s.index, "expert_is_new": s.index_is_new,
             "plan": [{"skill": p.skill, "count": p.count} for p in s.plan],
-            "remap": [{"global": int(g), "local": int(loc), "skill": s.remap.skill_of_global[g]}
-                      for g, loc in s.remap.global_to_local.items()],
+            "remap": [{"global": int(g), "local": int(loc), "skill": s.remap.skill_of_global[g],
+                       "trained": s.trains(g)} for g, loc in s.remap.global_to_local.items()],
             "remaining_path": s.remaining_path,
         } for name, s in ((n, view.skills[n]) for n in view.order)],
     }

@@ -28,7 +28,8 @@ def _print_plain(view) -> None:
     for name in view.order:
         s = view.skills[name]
         deps = ", ".join(f"{d} ({view.graph.edges[d, name].get('reason', '')})" for d in s.depends_on) or "-"
-        remap = ", ".join(f"{g}→{l} {s.remap.skill_of_global[g]}" for g, l in s.remap.global_to_local.items())
+        remap = ", ".join(f"{g}→{l} {s.remap.skill_of_global[g]}" + ("" if s.trains(g) else " [dim](frozen)[/]")
+                          for g, l in s.remap.global_to_local.items())
         write(f"{name} [expert {s.index}{' new' if s.index_is_new else ''}] needs {deps}; plan {_plan_steps(s.plan)}; "
               f"experts {remap}\n")
 
@@ -69,7 +70,8 @@ def plan(
     for name in view.order:
         s = view.skills[name]
         idx = f"{s.index}" + (" [dim](new)[/]" if s.index_is_new else "")
-        remap = ", ".join(f"{g}→{l} {s.remap.skill_of_global[g]}" for g, l in s.remap.global_to_local.items())
+        remap = ", ".join(f"{g}→{l} {s.remap.skill_of_global[g]}" + ("" if s.trains(g) else " [dim](frozen)[/]")
+                          for g, l in s.remap.global_to_local.items())
         rows.append((name, idx, _plan_steps(s.plan), remap))
     columns = (Col("skill"), Col("expert"), Col("execution plan", wrap=True), Col("MoE experts (global→local)", wrap=True))
     out.print(fitted_table(out, columns, rows, title="execution plans and expert remaps"))
