@@ -28,7 +28,7 @@ def _print_plain(view) -> None:
     for name in view.order:
         s = view.skills[name]
         deps = ", ".join(f"{d} ({view.graph.edges[d, name].get('reason', '')})" for d in s.depends_on) or "-"
-        remap = ", ".join(f"{g}→{l} {s.remap.skill_of_global[g]}" + ("" if s.trains(g) else " [dim](frozen)[/]")
+        remap = ", ".join(f"{g}→{l} {s.remap.skill_of_global[g]}" + ("" if s.trains(g) else " (frozen)")
                           for g, l in s.remap.global_to_local.items())
         write(f"{name} [expert {s.index}{' new' if s.index_is_new else ''}] needs {deps}; plan {_plan_steps(s.plan)}; "
               f"experts {remap}\n")
