@@ -221,3 +221,25 @@ def test_the_trainer_compiles_its_plan_with_the_configured_step_goal(env):
     assert np.asarray(held.item_base)[:, wood].tolist() == [0, 2, 0]
     with pytest.raises(ValueError, match="step_goal must be one of gained, held"):
         PPOConfig.tiny_profile(step_goal="owned")
+
+
+def test_frozen_prerequisites_keep_their_seeded_parameters_exactly(env):
+    """``train_prerequisites=False``: the plan's earlier expert acts (it steps in the env) but its
+    parameters come out bit-identical to the seed; the skill's own expert moves."""
+    from flowrl_core.training.moe import init_moe_params
+
+    cfg = tiny(total_timesteps=16 * 16 * 3, checkpoint_every=0)
+    donor = {"params": init_moe_params(jax.random.PRNGKey(3), 2, env.obs_shape[0], env.num_actions, cfg.width,
+                                       cfg.depth)}
+    seeds = {0: get_expert(donor, 0), 1: get_expert(donor, 1)}
+    frozen = train(env, env.default_params, PLAN, SPECS, EXPERTS, tiny(total_timesteps=16 * 16 * 3, checkpoint_every=0,
+                                                                       train_prerequisites=False), init_params=seeds)
+    trained = train(env, env.default_params, PLAN, SPECS, EXPERTS, cfg, init_params=seeds)
+
+    def same(a, b) -> bool:
+        return all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
+
+    assert frozen.expert_steps[0] > 0  # Collect_Wood's expert did act
+    assert same(get_expert(frozen.params, 0), seeds[0])
+    assert not same(get_expert(frozen.params, 1), seeds[1])
+    assert not same(get_expert(trained.params, 0), seeds[0])  # the default trains it
