@@ -141,6 +141,10 @@ CASES = [
     ("run-plan-networks-differ", lambda d: ["run", write(d / "s.yaml", {"skills": [
         GRAPH["skills"][0], {**GRAPH["skills"][1], "train": {"width": 64}}]}), "--profile", "tiny"],
      2, "the experts of one plan share a shape"),
+    ("run-view-key-on-the-gridworld", lambda d: ["run", write(d / "s.yaml", {"skills": [
+        {"name": "Find_Stone", "gains": {"view:stone": 1}},
+        {"name": "Mine", "requires": {"view:stone": 1}, "gains": {"stone": 1}}]}), *TINY],
+     2, "'Find_Stone': key 'view:stone' needs to know what the agent sees"),
     ("run-trainer-unknown", lambda d: ["run", write(d / "s.yaml", {**GRAPH, "trainer": "nosuch"}), *TINY], 2, "trainer"),
     ("run-slots-zero", lambda d: ["run", write(d / "s.yaml", GRAPH), *TINY, "--slots", "0"], 2, "slots"),
     ("run-gpus-duplicate", lambda d: ["run", write(d / "s.yaml", GRAPH), *TINY, "--gpus", "0,0"], 2, "gpus"),

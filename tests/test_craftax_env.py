@@ -156,3 +156,20 @@ def test_classic_vitals_read_health_food_and_drink_not_energy(classic):
     assert float(survival_reward(env.vitals(state), env.vitals(hurt), env.is_dead(hurt), 0.1)) == pytest.approx(-1.2)
     asleep = state.replace(player_energy=jnp.asarray(3, state.player_energy.dtype))
     assert float(survival_reward(env.vitals(asleep), env.vitals(state), env.is_dead(state), 0.1)) == 0.0
+
+
+def test_classic_visible_blocks_are_the_block_types_of_the_observations_view(classic):
+    """``view:`` keys read ``visible_blocks``: it must say exactly which block types the symbolic
+    observation's 7 x 9 one-hot view shows, and a diamond placed just outside that view is not in it."""
+    env, (obs, state, *_rest) = classic
+    n = len(env.block_names)
+    shown = np.asarray(obs).reshape(-1)[:7 * 9 * (n + 4)].reshape(7, 9, n + 4)[..., :n].reshape(-1, n).max(0) > 0
+    visible = np.asarray(jax.jit(env.visible_blocks)(state))
+    assert visible.shape == (n,) and (visible == shown).all()
+    diamond = env.block_names.index("diamond")
+    assert not visible[diamond]  # the spawn area has no diamond in view (the noise is lowered around it)
+    r, c = (int(x) for x in state.player_position)
+    inside = state.replace(map=state.map.at[r - 3, c + 4].set(diamond))
+    outside = state.replace(map=state.map.at[r - 4, c].set(diamond))
+    assert bool(jax.jit(env.visible_blocks)(inside)[diamond])
+    assert not bool(jax.jit(env.visible_blocks)(outside)[diamond])

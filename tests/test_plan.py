@@ -19,8 +19,8 @@ def steps(plan):
 
 
 def simulate(specs, plan):
-    """Replay a plan on an inventory; every run's needs must hold when it starts.  A ``near:`` key
-    holds only until a run that does not place a block (the agent walks off, or crafts)."""
+    """Replay a plan on an inventory; every run's needs must hold when it starts.  A ``near:`` or
+    ``view:`` key holds only until a run that does not place a block (the agent walks off, searches, or crafts)."""
     by = {s.name: s for s in specs}
     inv: dict[str, int] = {}
     for step in plan:
@@ -32,9 +32,9 @@ def simulate(specs, plan):
                 assert inv.get(k, 0) >= v
                 inv[k] -= v
             if not any(k.startswith("near:") for k in spec.gains):
-                inv = {k: v for k, v in inv.items() if not k.startswith("near:")}
+                inv = {k: v for k, v in inv.items() if not k.startswith(("near:", "view:"))}
             for k, v in spec.gains.items():
-                flag = k.startswith(("achievement:", "near:"))
+                flag = k.startswith(("achievement:", "near:", "view:"))
                 inv[k] = max(inv.get(k, 0), 1) if flag else inv.get(k, 0) + v
     return inv
 
@@ -186,3 +186,34 @@ def test_an_unknown_plan_order_is_refused_in_every_place_it_can_be_written():
     specs = parse_skills({"skills": [{"name": "Wood", "gains": {"wood": 1},
                                       "train": {"plan_order": "gather_first", "frontier_from": "failed_step"}}]})
     assert resolve_config("cpu", None, specs[0].train)["frontier_from"] == "failed_step"
+
+
+def test_a_view_key_is_searched_for_right_before_the_skill_that_needs_it():
+    """``view:`` keys are positional like ``near:``: the search runs last, after everything the
+    collecting skill needs is gathered, and a run that walks off (or searches) loses the stations."""
+    specs = parse_skills({"skills": [
+        {"name": "Wood", "gains": {"wood": 1}},
+        {"name": "Table", "requires": {"wood": 2}, "consumes": {"wood": 2}, "gains": {"near:crafting_table": 1}},
+        {"name": "Pick", "requires": {"wood": 1, "near:crafting_table": 1}, "consumes": {"wood": 1},
+         "gains": {"wood_pickaxe": 1}},
+        {"name": "Find_Stone", "gains": {"view:stone": 1}},
+        {"name": "Mine", "requires": {"wood_pickaxe": 1, "view:stone": 1}, "gains": {"stone": 1}},
+        {"name": "Mine_Twice", "requires": {"stone": 1, "view:stone": 1}, "gains": {"coal": 1}},
+    ]})
+    assert steps(execution_plan(specs, "Mine")) == [("Wood", 3), ("Table", 1), ("Pick", 1), ("Find_Stone", 1),
+                                                    ("Mine", 1)]
+    # Mining walked to the stone and away from the view: the second use searches again.
+    plan = execution_plan(specs, "Mine_Twice")
+    assert steps(plan)[-4:] == [("Find_Stone", 1), ("Mine", 1), ("Find_Stone", 1), ("Mine_Twice", 1)]
+    assert simulate(specs, plan)["coal"] == 1
+
+
+def test_a_search_run_walks_away_from_the_stations():
+    specs = parse_skills({"skills": [
+        {"name": "Wood", "gains": {"wood": 1}},
+        {"name": "Table", "requires": {"wood": 1}, "consumes": {"wood": 1}, "gains": {"near:crafting_table": 1}},
+        {"name": "Find_Stone", "gains": {"view:stone": 1}},
+        {"name": "Craft", "requires": {"near:crafting_table": 1, "view:stone": 1}, "gains": {"stone_pickaxe": 1}},
+    ]})
+    # the table is placed after the search: searching would have left it behind
+    assert steps(execution_plan(specs, "Craft")) == [("Wood", 1), ("Find_Stone", 1), ("Table", 1), ("Craft", 1)]

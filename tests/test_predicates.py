@@ -225,3 +225,31 @@ def test_near_keys_are_checked_against_the_envs_blocks():
     with pytest.raises(PredicateError, match=r"'Craft'.*'near:anvil'.*known: grass, crafting_table, furnace"):
         check_specs_for_env([craft], ITEMS, ACHS, env_name="Test-v0", blocks=BLOCKS)
     check_specs_for_env(list(NEAR_SPECS.values()), ITEMS, ACHS, env_name="Test-v0", blocks=BLOCKS)
+
+
+VIEW_SPECS = dict(SPECS, Find_Furnace=SkillSpec("Find_Furnace", gains={"view:furnace": 1}),
+                  Place_Furnace=SkillSpec("Place_Furnace", gains={"near:furnace": 1}))
+
+
+def test_view_step_reads_the_view_flags_after_the_crafting_range_flags():
+    """Position flags are [crafting range per block, then view per block]: a ``view:`` step is done when
+    its block is in sight, whether or not it is beside the agent, and a ``near:`` step is not done by sight."""
+    plan = compile_plan(ITEMS, ACHS, [PlanStep("Find_Furnace", 1), PlanStep("Place_Furnace", 1)], VIEW_SPECS,
+                        {"Find_Furnace": 0, "Place_Furnace": 1}, env_name="Test-v0", blocks=BLOCKS, view=True)
+    assert plan.near_required.shape == (2, 2 * len(BLOCKS))
+    flags = lambda near_blocks, seen: jnp.concatenate([near(*near_blocks), near(*seen)])  # noqa: E731
+    no_ach = jnp.asarray([False, False])
+    done, r = plan.evaluate(0, inv(), inv(), inv(), no_ach, flags((), ("furnace",)))
+    assert bool(done) and float(r) == pytest.approx(1.0)
+    assert not bool(plan.evaluate(0, inv(), inv(), inv(), no_ach, flags(("furnace",), ()))[0])
+    assert not bool(plan.evaluate(1, inv(), inv(), inv(), no_ach, flags((), ("furnace",)))[0])
+    assert bool(plan.evaluate(1, inv(), inv(), inv(), no_ach, flags(("furnace",), ()))[0])
+
+
+def test_view_keys_need_an_env_that_says_what_the_agent_sees():
+    with pytest.raises(PredicateError, match=r"'Find_Furnace'.*'view:furnace'.*'Test-v0'.*visible_blocks"):
+        compile_plan(ITEMS, ACHS, [PlanStep("Find_Furnace", 1)], VIEW_SPECS, {"Find_Furnace": 0},
+                     env_name="Test-v0", blocks=BLOCKS)
+    with pytest.raises(PredicateError, match=r"'Find_Furnace'.*'view:furnace'.*visible_blocks"):
+        check_specs_for_env([VIEW_SPECS["Find_Furnace"]], ITEMS, ACHS, env_name="Test-v0", blocks=BLOCKS)
+    check_specs_for_env(list(VIEW_SPECS.values()), ITEMS, ACHS, env_name="Test-v0", blocks=BLOCKS, view=True)

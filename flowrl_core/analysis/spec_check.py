@@ -32,7 +32,7 @@ from typing import Any
 
 from flowrl_core.analysis.records import ClaimCheck, ClaimKind, SpecCheck, Verdict
 from flowrl_core.evaluation.records import EpisodeTrace, StepTrace
-from flowrl_core.skills.spec import SkillSpec, achievement_name, is_achievement, is_item, is_near, near_block
+from flowrl_core.skills.spec import SkillSpec, achievement_name, is_achievement, is_item, is_positional, is_view, near_block
 
 MIN_COMPLETIONS = 5
 CONSISTENCY = 0.9
@@ -100,7 +100,7 @@ def check_spec(spec: SkillSpec, completions: Sequence[StepTrace], *,
     # gains: listed items and achievements; items every completion yielded although unlisted
     gained_keys = {k for p in pivots for k, v in p.items() if v > 0}
     unlisted = {k for k in gained_keys if k not in spec.gains and often([v > 0 for v in yielded(k)])}
-    for key in sorted(set(k for k in spec.gains if not is_near(k)) | unlisted):
+    for key in sorted(set(k for k in spec.gains if not is_positional(k)) | unlisted):
         want = int(spec.gains.get(key, 0))
         if is_achievement(key):
             held = [int(achievement_name(key) in s.achievements_end) for s in completions]
@@ -150,14 +150,14 @@ def check_spec(spec: SkillSpec, completions: Sequence[StepTrace], *,
 
     nearby = [set(s.nearby_end) for s in completions if s.nearby_end is not None]
     for kind, mapping in ((ClaimKind.GAINS, spec.gains), (ClaimKind.REQUIRES, spec.requires)):
-        for key in sorted(k for k in mapping if is_near(k)):
+        for key in sorted(k for k in mapping if is_positional(k)):
             if not nearby:
                 claims.append(ClaimCheck(name, kind, key, 1, None, 0.0, n, Verdict.UNOBSERVED,
                                          note="the env does not expose nearby blocks"))
                 continue
-            held = [int(near_block(key) in blocks) for blocks in nearby]
+            held = [int((key if is_view(key) else near_block(key)) in blocks) for blocks in nearby]
             claims.append(_judge(name, kind, key, 1, held, lambda v: v == 1, consistency,
-                                 note="in crafting range at completion"))
+                                 note=f"{'in view' if is_view(key) else 'in crafting range'} at completion"))
     always = tuple(sorted(set.intersection(*nearby))) if nearby else ()
     return SpecCheck(name, n, tuple(claims), corrected_spec(spec, claims), always)
 

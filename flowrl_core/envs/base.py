@@ -63,6 +63,7 @@ class Env(Protocol):
 #   action_names: tuple[str, ...]                 -- names of the actions, by id
 #   block_names: tuple[str, ...]                  -- names of the world's block types
 #   nearby_blocks(state) -> bool[len(block_names)] -- block types around the agent (crafting range)
+#   visible_blocks(state) -> bool[len(block_names)] -- block types in the agent's view (``view:`` keys)
 #   is_dead(state) -> bool                        -- the episode ended by death (vs. the env's horizon)
 #   death_causes: tuple[str, ...]                 -- names of what can kill the agent, with
 #   death_cause(state) -> int32                   -- the likeliest one for a dead ``state`` (an index)

@@ -23,6 +23,7 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from flowrl_core.envs.base import StepOut
 from flowrl_core.envs.gridworld import ITEM_NAMES as CLASSIC_ITEM_NAMES
@@ -162,6 +163,9 @@ class CraftaxEnv:
         self.block_names: tuple[str, ...] = tuple(b.name.lower() for b in sorted(consts.BlockType,
                                                                               key=lambda b: b.value))
         self._close_blocks = consts.CLOSE_BLOCKS if hasattr(consts, "CLOSE_BLOCKS") else None
+        half = np.asarray(consts.OBS_DIM) // 2  # the symbolic observation's local view, centred on the agent
+        self._view_offsets = np.stack(np.meshgrid(np.arange(-half[0], half[0] + 1), np.arange(-half[1], half[1] + 1),
+                                                  indexing="ij"), -1).reshape(-1, 2).astype(np.int32)
         self._lava = int(consts.BlockType.LAVA.value)
         self._attackers = _CLASSIC_ATTACKERS if self.classic else _FULL_ATTACKERS
         self.death_causes: tuple[str, ...] = (("lava",) + tuple(n for n, _, _ in self._attackers)
@@ -202,8 +206,15 @@ class CraftaxEnv:
 
     def nearby_blocks(self, state: PyTree) -> jax.Array:
         """bool[len(block_names)]: block types within crafting range (Craftax's ``CLOSE_BLOCKS``), plus the agent's own cell."""
-        world = self._level_map(state)
         offsets = jnp.concatenate([jnp.zeros((1, 2), jnp.int32), jnp.asarray(self._close_blocks, jnp.int32)])
+        return self._blocks_at(state, offsets)
+
+    def visible_blocks(self, state: PyTree) -> jax.Array:
+        """bool[len(block_names)]: block types inside the observation's local view (``OBS_DIM`` around the agent)."""
+        return self._blocks_at(state, jnp.asarray(self._view_offsets))
+
+    def _blocks_at(self, state: PyTree, offsets: jax.Array) -> jax.Array:
+        world = self._level_map(state)
         pos = state.player_position[None, :] + offsets
         inside = jnp.all((pos >= 0) & (pos < jnp.asarray(world.shape)), axis=-1)
         blocks = world[jnp.clip(pos[:, 0], 0, world.shape[0] - 1), jnp.clip(pos[:, 1], 0, world.shape[1] - 1)]

@@ -27,7 +27,7 @@ from flowrl_core.envs.base import Env
 from flowrl_core.evaluation.policies import Policy
 from flowrl_core.evaluation.records import EndReason, EpisodeTrace, StepTrace
 from flowrl_core.skills.spec import PlanStep, SkillSpec
-from flowrl_core.training.predicates import CompiledPlan, block_names, compile_for_env, nearby
+from flowrl_core.training.predicates import CompiledPlan, compile_for_env, nearby, position_names
 from flowrl_core.training.survival import cause_of_death, died
 
 PyTree = Any
@@ -57,7 +57,7 @@ class _Carry(NamedTuple):
     inv_pre: jax.Array  # int32[E, S, I]: inventory just before the env step that ended the plan step
     ach_start: jax.Array  # bool[E, S, A]
     ach_end: jax.Array  # bool[E, S, A]
-    near_end: jax.Array  # bool[E, S, B] (B = 0 when the env does not expose nearby blocks)
+    near_end: jax.Array  # bool[E, S, P]: position flags (P = 0 when the env does not expose nearby blocks)
     held_at_entry: jax.Array  # bool[E, S]: the step's goal already held before the env step that completed it
     cause: jax.Array  # int32[E]: index into env.death_causes for a death, else -1
     key: jax.Array
@@ -76,7 +76,7 @@ def make_rollout(env: Env, env_params: PyTree, plan: CompiledPlan, goal: Compile
     through the same compiled function as the policy, on the same worlds.
     """
     n_plan = plan.num_steps
-    n_blocks = len(block_names(env))
+    n_blocks = len(position_names(env))
     v_step = jax.vmap(env.step, in_axes=(0, 0, 0, None))
     v_inv, v_ach = jax.vmap(env.inventory), jax.vmap(env.achievements)
     v_near = jax.vmap(lambda s: nearby(env, s))
@@ -196,7 +196,7 @@ def traces_from_arrays(env: Env, plan: Sequence[PlanStep], raw: Mapping[str, np.
     """Per-episode :class:`EpisodeTrace` records from :func:`run_episodes`' arrays."""
     items, achs = env.item_names, env.achievement_names
     action_names = getattr(env, "action_names", None)
-    blocks = getattr(env, "block_names", None) if raw["near_end"].shape[-1] else None
+    blocks = position_names(env) if raw["near_end"].shape[-1] else None
     causes = tuple(getattr(env, "death_causes", ()))
     n_plan = len(plan)
     traces = []

@@ -78,8 +78,10 @@ Fields:
 Keys are inventory items ({items}), achievements written achievement:<name> \
 ({achievements}), or near:<block> for a block that must stand beside the agent \
 (near:crafting_table, near:furnace): a placing skill gains it, a crafting skill requires it, and \
-it is lost whenever the agent walks off. Values are positive integers per run (use 1 for \
-achievements and near: keys; near: keys are never consumed).
+it is lost whenever the agent walks off, or view:<block> for a block in the agent's view \
+(view:diamond): a searching skill gains it, so a far, rare block is rewarded when it comes into \
+sight, and the skill that collects it requires it. Values are positive integers per run (use 1 \
+for achievements, near: and view: keys; they are never consumed).
 Every key in requires/consumes must be gained by a skill already in the library (learned or \
 training); the library is the only source of prerequisites, so build up to the goal one step \
 at a time. Recipes: a table costs 2 wood; a furnace 1 stone; wood tools 1 wood at a table; \

@@ -139,7 +139,7 @@ def prepare_graph_run(doc: SkillFileDoc, settings: RunSettings) -> GraphRunPlan:
     """Validate everything and decide the run (see the module docstring); writes nothing."""
     from flowrl_core.envs import make_env_and_params
     from flowrl_core.lifecycle.trainers import resolve_trainer
-    from flowrl_core.training.predicates import block_names, check_specs_for_env
+    from flowrl_core.training.predicates import block_names, check_specs_for_env, has_view
     from flowrl_core.training.survival import check_survival
 
     planner = Planner(doc.specs)
@@ -156,7 +156,7 @@ def prepare_graph_run(doc: SkillFileDoc, settings: RunSettings) -> GraphRunPlan:
     plans = {n: tuple(planner.plan(n, str(configs[n]["plan_order"]))) for n in targets}
     in_plans = sorted({step.skill for plan in plans.values() for step in plan})
     check_specs_for_env([by_name[n] for n in in_plans], env.item_names, env.achievement_names, env_name=env.name,
-                        blocks=block_names(env))
+                        blocks=block_names(env), view=has_view(env))
     for n in targets:
         check_survival(env, float(configs[n].get("survival_shaping", 0.0)), skill=n)
     store_exists = Store.probe(settings.store, storage_options=dict(settings.storage_options))

@@ -22,11 +22,11 @@ from flowrl_core.skills import vocab
 from flowrl_core.skills.graph import build_graph
 from flowrl_core.skills.spec import (
     ACHIEVEMENT_PREFIX,
-    NEAR_PREFIX,
     SkillSpec,
     achievement_name,
     is_achievement,
     is_near,
+    is_positional,
     near_block,
 )
 from flowrl_core.training.config import CHOICES, SWITCHES, TRAIN_KEYS
@@ -84,7 +84,7 @@ def _check_counts(raw: Any, field: str, name: str, source: str | None) -> dict[s
         return {}
     if not isinstance(raw, Mapping):
         raise SkillFileError(
-            f"'{field}' must be a map of item, achievement:<name> or near:<block> to a positive integer, "
+            f"'{field}' must be a map of item, achievement:<name>, near:<block> or view:<block> to a positive integer, "
             f"got {type(raw).__name__}", source=source, skill=name)
     out: dict[str, int] = {}
     for key, value in raw.items():
@@ -97,19 +97,20 @@ def _check_counts(raw: Any, field: str, name: str, source: str | None) -> dict[s
                     f"'{field}' names unknown achievement {short(key)}"
                     + did_you_mean(ach, vocab.ACHIEVEMENTS).replace("'", f"'{ACHIEVEMENT_PREFIX}", 1),
                     source=source, skill=name)
-        elif is_near(key):
-            block = near_block(key)
+        elif is_positional(key):
+            block, prefix = near_block(key), key[:key.index(":") + 1]
+            where = "in crafting range" if is_near(key) else "in view"
             if block not in vocab.BLOCKS:
                 raise SkillFileError(
                     f"'{field}' names unknown block {short(key)}"
-                    + did_you_mean(block, vocab.BLOCKS).replace("'", f"'{NEAR_PREFIX}", 1),
+                    + did_you_mean(block, vocab.BLOCKS).replace("'", f"'{prefix}", 1),
                     source=source, skill=name)
             if field == "consumes":
                 raise SkillFileError(
-                    f"'consumes' lists {short(key)}, but standing near a block is not used up; move it to "
+                    f"'consumes' lists {short(key)}, but a block {where} is not used up; move it to "
                     "'requires'", source=source, skill=name)
             if value != 1:
-                raise SkillFileError(f"'{field}.{key}' must be 1 (the block is in crafting range or not), got "
+                raise SkillFileError(f"'{field}.{key}' must be 1 (the block is {where} or not), got "
                                      f"{short(value)}", source=source, skill=name)
         elif key not in vocab.ITEMS:
             hint = did_you_mean(key, vocab.ITEMS)

@@ -13,7 +13,9 @@ that gains one (placing a station) keeps the others, since the agent places besi
 skill needing ``near:`` keys therefore gathers first everything its own run and the placements
 will use, then runs the placements last, back to back, so the table and the furnace stand next
 to the agent together when it crafts -- which is what Craftax checks, and what an achievement
-(true anywhere, for the rest of the episode) cannot say.
+(true anywhere, for the rest of the episode) cannot say.  ``view:`` keys (a block in sight) are
+positional in the same way: the skill that brings a diamond into view runs right before the one
+that mines it.
 
 With ``plan_order: gather_first`` (a training setting) the just-in-time plan is then reordered:
 every *gathering* run (one that consumes nothing and gains only items: collecting wood, stone,
@@ -37,7 +39,7 @@ import networkx as nx
 
 from flowrl_core.errors import SkillFileError
 from flowrl_core.skills.graph import build_graph, needs, provider_for, providers
-from flowrl_core.skills.spec import PlanStep, SkillSpec, is_item, is_near
+from flowrl_core.skills.spec import PlanStep, SkillSpec, is_item, is_near, is_positional
 
 MAX_PLAN_RUNS = 10_000
 INVENTORY_CAP = 9  # Craftax-Classic's per-item cap; a plan needing more can never be executed
@@ -121,7 +123,7 @@ class Planner:
         near: set[str] = set()
         for name in out[i:j]:
             spec = self.by_name[name]
-            if any(is_near(k) and k not in near for k in spec.requires):
+            if any(is_positional(k) and k not in near for k in spec.requires):
                 return False
             placed = [k for k in spec.gains if is_near(k)]
             if not placed:
@@ -153,7 +155,8 @@ class _Run:
             raise self._fail(f"cannot plan: {' -> '.join(stack + (name,))} needs itself")
         spec = self.by_name[name]
         need = needs(spec)
-        near = sorted(k for k in need if is_near(k))
+        # searches walk and placements do not, so what must come into view is found before the stations go down
+        near = sorted((k for k in need if is_positional(k)), key=lambda k: (is_near(k), k))
         gather = self._with_placements(spec, need, near)
         order = sorted(gather, key=lambda k: (-self._provider_depth(spec, k), k))
         for _ in range(len(need) + 2):
@@ -174,7 +177,7 @@ class _Run:
     def _with_placements(self, spec: SkillSpec, need: dict[str, int], near: list[str]) -> dict[str, int]:
         """``spec``'s non-positional needs, plus what the runs providing its ``near:`` keys need
         and use up: gathered before any placement, so no trip away from the stations follows it."""
-        gather = {k: v for k, v in need.items() if not is_near(k)}
+        gather = {k: v for k, v in need.items() if not is_positional(k)}
         for key in near:
             provider = provider_for(spec, key, self.by_key)
             if provider is None:
@@ -184,7 +187,7 @@ class _Run:
                 if is_item(k):
                     gather[k] = gather.get(k, 0) + amount
             for k, amount in placer.requires.items():
-                if not is_near(k) and k not in placer.consumes:
+                if not is_positional(k) and k not in placer.consumes:
                     gather[k] = max(gather.get(k, 0), amount)
         return gather
 
@@ -208,15 +211,16 @@ class _Run:
 
 
 def apply_run(inventory: dict[str, int], spec: SkillSpec) -> None:
-    """One run's effect on the simulated inventory: ``near:`` keys lost unless it places a
-    station, then what it consumes and gains (flags are set, items counted)."""
+    """One run's effect on the simulated inventory: positional keys lost unless it places a
+    station (a run that brings a block into view walks, so it loses them too), then what it
+    consumes and gains (flags are set, items counted)."""
     if not any(is_near(k) for k in spec.gains):
-        for key in [k for k in inventory if is_near(k)]:
+        for key in [k for k in inventory if is_positional(k)]:
             del inventory[key]
     for key, amount in spec.consumes.items():
         inventory[key] -= amount
     for key, amount in spec.gains.items():
-        if not is_item(key):  # a flag: achievements and near: keys
+        if not is_item(key):  # a flag: achievements and positional keys
             inventory[key] = max(inventory.get(key, 0), 1)
         else:
             inventory[key] = inventory.get(key, 0) + amount

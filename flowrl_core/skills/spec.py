@@ -3,13 +3,20 @@
 A skill is data, never code: ``requires`` must hold before it runs, ``consumes`` is taken from
 the inventory when it runs, ``gains`` is what one run yields.  Keys are inventory items
 (``wood``), achievements (``achievement:place_table``) or where the agent stands
-(``near:crafting_table``: that block is in crafting range), named as in Craftax-Classic so a
-skill file moves between environments.  Values are positive integers per run (1 for ``near:``).
+(``near:crafting_table``: that block is in crafting range; ``view:diamond``: that block is in
+the agent's view), named as in Craftax-Classic so a skill file moves between environments.
+Values are positive integers per run (1 for ``near:`` and ``view:``).
 
 ``near:`` keys exist because Craftax crafts only beside its stations, and an achievement is no
 substitute: ``achievement:place_table`` stays true after the agent has walked away from the
 table, and an iron pickaxe needs a table *and* a furnace next to the agent at once.  A ``near:``
 key is positional, so the planner treats it as fleeting (see :mod:`flowrl_core.skills.plan`).
+
+``view:`` keys exist for search: a block that is rare and far away (Craftax's diamonds lie a
+median of 23 cells from where the iron pickaxe is made, docs/benchmarks.md) gives a skill that
+must reach it no reward to learn from.  A skill that gains ``view:diamond`` is rewarded as soon as
+one comes into sight, and the skill that collects it starts with the diamond in view.  Like
+``near:``, it is positional and fleeting.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from typing import Any, Mapping
 
 ACHIEVEMENT_PREFIX = "achievement:"
 NEAR_PREFIX = "near:"
+VIEW_PREFIX = "view:"
 
 
 def skill_key(name: str) -> str:
@@ -41,13 +49,23 @@ def is_near(key: str) -> bool:
     return key.startswith(NEAR_PREFIX)
 
 
+def is_view(key: str) -> bool:
+    return key.startswith(VIEW_PREFIX)
+
+
+def is_positional(key: str) -> bool:
+    """Where the agent is now (``near:`` or ``view:``): true only while it stays there."""
+    return is_near(key) or is_view(key)
+
+
 def near_block(key: str) -> str:
-    return key[len(NEAR_PREFIX):]
+    """The block a positional key names (``near:furnace`` and ``view:furnace`` -> ``furnace``)."""
+    return key.split(":", 1)[1]
 
 
 def is_item(key: str) -> bool:
     """An inventory count (not an achievement flag, not a position)."""
-    return not is_achievement(key) and not is_near(key)
+    return not is_achievement(key) and not is_positional(key)
 
 
 def _frozen(mapping: Mapping[str, Any] | None) -> Mapping[str, Any]:

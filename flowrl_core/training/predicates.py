@@ -22,7 +22,9 @@ the env entered step ``k``:
     completes the step at once);
   - ``near:b``: a block ``b`` is in crafting range in the current state (the env's
     ``nearby_blocks``), so a second ``Place_Table`` step is done once a table -- new, or the
-    old one walked back to -- stands beside the agent, not at once as its achievement would be.
+    old one walked back to -- stands beside the agent, not at once as its achievement would be;
+  - ``view:b``: a block ``b`` is in the agent's view in the current state (the env's
+    ``visible_blocks``), so a search is rewarded when its target comes into sight.
 * reward for an env step taken in step ``k`` (from inventory ``prev`` to ``inv``):
   ``completion_reward * done + shaping * (progress(inv) - progress(prev))`` where
   ``progress(v) = sum_i clip(v[i] - start[i], 0, gains[i] * n)`` over the gained items.  So each
@@ -55,7 +57,8 @@ from flowrl_core.skills.spec import (
     SkillSpec,
     achievement_name,
     is_achievement,
-    is_near,
+    is_positional,
+    is_view,
     near_block,
 )
 
@@ -106,7 +109,7 @@ class CompiledPlan:
     item_target: jax.Array  # int32[S, I]: gains[item] * count (0 where unchecked)
     item_checked: jax.Array  # bool[S, I]
     ach_required: jax.Array  # bool[S, A]
-    near_required: jax.Array  # bool[S, B]: block types that must be in crafting range (B = env block types)
+    near_required: jax.Array  # bool[S, P]: position flags that must hold (P: :func:`position_names`)
     user_index: jax.Array  # int32[S]: index into user_fns, -1 for the built-in check
     user_fns: tuple[UserPredicate, ...]
     shaping: float
@@ -120,8 +123,8 @@ class CompiledPlan:
     def evaluate(self, step: jax.Array, prev_inv: jax.Array, inv: jax.Array, start_inv: jax.Array,
                  achievements: jax.Array, near: jax.Array) -> tuple[jax.Array, jax.Array]:
         """(done bool, reward float32) for one env in plan step ``step``; vmap it over envs.
-        ``near`` is the env's ``nearby_blocks`` (bool[B]; :func:`nearby` gives an empty one for an
-        env without blocks, whose plans have no ``near:`` keys)."""
+        ``near`` is :func:`nearby`'s position flags (bool[P]: empty for an env without blocks,
+        whose plans have no ``near:`` or ``view:`` keys)."""
         target = self.item_target[step]
         checked = self.item_checked[step]
         base = start_inv if self.item_base is None else self.item_base[step]
@@ -147,17 +150,35 @@ class CompiledPlan:
 
 
 def nearby(env: object, state: object) -> jax.Array:
-    """The env's ``nearby_blocks(state)``, or bool[0] for an env that has no blocks."""
+    """The position flags of one state, named by :func:`position_names`: the env's
+    ``nearby_blocks(state)``, then its ``visible_blocks(state)`` where it has a view; bool[0] for
+    an env that has no blocks."""
     fn = getattr(env, "nearby_blocks", None)
-    return fn(state) if fn is not None and hasattr(env, "block_names") else jnp.zeros((0,), jnp.bool_)
+    if fn is None or not hasattr(env, "block_names"):
+        return jnp.zeros((0,), jnp.bool_)
+    if has_view(env):
+        return jnp.concatenate([fn(state), env.visible_blocks(state)])  # type: ignore[attr-defined]
+    return fn(state)
 
 
 def block_names(env: object) -> tuple[str, ...]:
     return tuple(getattr(env, "block_names", ())) if hasattr(env, "nearby_blocks") else ()
 
 
+def has_view(env: object) -> bool:
+    """Whether the env says which blocks the agent sees (``visible_blocks``), so ``view:`` keys can be checked."""
+    return bool(block_names(env)) and hasattr(env, "visible_blocks")
+
+
+def position_names(env: object) -> tuple[str, ...]:
+    """Names of :func:`nearby`'s flags: a block name for each crafting-range flag, then
+    ``view:<block>`` for each view flag (so a trace's ``nearby_end`` tells the two apart)."""
+    blocks = block_names(env)
+    return blocks + (tuple(f"view:{b}" for b in blocks) if has_view(env) else ())
+
+
 def check_specs_for_env(specs: Sequence[SkillSpec], item_names: Sequence[str], achievement_names: Sequence[str],
-                        *, env_name: str = "env", blocks: Sequence[str] = ()) -> None:
+                        *, env_name: str = "env", blocks: Sequence[str] = (), view: bool = False) -> None:
     """What :func:`compile_plan` would refuse, checked once per skill (linear in the library):
     every ``gains`` key exists in the env, every predicate imports and traces with the right
     signature.  Run before anything is written, so a typo is not found an hour into training."""
@@ -165,10 +186,10 @@ def check_specs_for_env(specs: Sequence[SkillSpec], item_names: Sequence[str], a
     checked: set[str] = set()
     for spec in specs:
         for key in list(spec.gains) + list(spec.requires):
-            if is_near(key):
-                _check_block(key, spec.name, blocks, env_name)
+            if is_positional(key):
+                _check_block(key, spec.name, blocks, env_name, view)
         for key in spec.gains:
-            if is_near(key):
+            if is_positional(key):
                 continue
             known = achs if is_achievement(key) else items
             name = achievement_name(key) if is_achievement(key) else key
@@ -182,16 +203,19 @@ def check_specs_for_env(specs: Sequence[SkillSpec], item_names: Sequence[str], a
             checked.add(spec.predicate)
 
 
-def _check_block(key: str, skill: str, blocks: Sequence[str], env_name: str) -> None:
+def _check_block(key: str, skill: str, blocks: Sequence[str], env_name: str, view: bool) -> None:
     if near_block(key) not in blocks:
         known = f"known: {', '.join(blocks)}" if blocks else "it exposes no nearby blocks"
         raise PredicateError(f"skill {skill!r}: key {key!r} names no block type of env {env_name!r} ({known})")
+    if is_view(key) and not view:
+        raise PredicateError(f"skill {skill!r}: key {key!r} needs to know what the agent sees, and env "
+                             f"{env_name!r} does not say (it has no visible_blocks); use a near: key instead")
 
 
 def compile_plan(item_names: Sequence[str], achievement_names: Sequence[str], plan: Sequence[PlanStep],
                  specs: Mapping[str, SkillSpec], expert_of_skill: Mapping[str, int], *, env_name: str = "env",
-                 blocks: Sequence[str] = (), shaping: float = 0.1, completion_reward: float = 1.0,
-                 step_goal: str = DEFAULT_STEP_GOAL) -> CompiledPlan:
+                 blocks: Sequence[str] = (), view: bool = False, shaping: float = 0.1,
+                 completion_reward: float = 1.0, step_goal: str = DEFAULT_STEP_GOAL) -> CompiledPlan:
     """Check the plan against the env's names and lay it out as arrays (see module docstring)."""
     if not plan:
         raise PredicateError("the plan is empty: nothing to train")
@@ -204,7 +228,7 @@ def compile_plan(item_names: Sequence[str], achievement_names: Sequence[str], pl
     checked = np.zeros((s, n_items), bool)
     required = np.zeros((s, n_ach), bool)
     block_index = {n: i for i, n in enumerate(blocks)}
-    near_required = np.zeros((s, len(blocks)), bool)
+    near_required = np.zeros((s, len(blocks) * (2 if view else 1)), bool)
     user_index = np.full((s,), -1, np.int32)
     experts = np.zeros((s,), np.int32)
     counts = np.zeros((s,), np.int32)
@@ -220,9 +244,9 @@ def compile_plan(item_names: Sequence[str], achievement_names: Sequence[str], pl
             raise PredicateError(f"plan step {k}: skill {step.skill!r} has count {step.count}; must be >= 1")
         experts[k], counts[k] = int(expert_of_skill[step.skill]), int(step.count)
         for key, amount in spec.gains.items():
-            if is_near(key):
-                _check_block(key, step.skill, blocks, env_name)
-                near_required[k, block_index[near_block(key)]] = True
+            if is_positional(key):
+                _check_block(key, step.skill, blocks, env_name, view)
+                near_required[k, block_index[near_block(key)] + (len(blocks) if is_view(key) else 0)] = True
             elif is_achievement(key):
                 name = achievement_name(key)
                 if name not in achs:
@@ -263,4 +287,4 @@ def compile_for_env(env: object, plan: Sequence[PlanStep], specs: Mapping[str, S
                     expert_of_skill: Mapping[str, int], **options: Any) -> CompiledPlan:
     """:func:`compile_plan` against an env's own items, achievements and block types."""
     return compile_plan(env.item_names, env.achievement_names, plan, specs, expert_of_skill,  # type: ignore[attr-defined]
-                        env_name=env.name, blocks=block_names(env), **options)  # type: ignore[attr-defined]
+                        env_name=env.name, blocks=block_names(env), view=has_view(env), **options)  # type: ignore[attr-defined]
