@@ -248,3 +248,21 @@ def test_near_requirements_are_judged_on_the_blocks_in_range_at_completion():
     furnace = {(c.kind, c.key): c for c in check.claims}[(ClaimKind.REQUIRES, "near:furnace")]
     assert furnace.verdict is Verdict.CONTRADICTED and furnace.proposed == 0
     assert "near:furnace" not in check.corrected["requires"] and "near:crafting_table" in check.corrected["requires"]
+
+
+def find_episode(e, *, in_view: bool):
+    """A Find_Diamond completion; ``nearby_end`` names crafting-range blocks plainly and view flags as ``view:<block>``."""
+    nearby = ("stone", "view:stone") + (("view:diamond",) if in_view else ())
+    find = step(0, "Find_Diamond", start={"iron_pickaxe": 1}, pre={"iron_pickaxe": 1}, end={"iron_pickaxe": 1},
+                nearby=nearby)
+    return EpisodeTrace(e, True, 5, EndReason.SUCCESS, True, 1, (find,), {}, (), ("right",))
+
+
+def test_view_gains_are_judged_on_the_view_flags_not_on_the_blocks_in_range():
+    spec = SkillSpec("Find_Diamond", requires={"iron_pickaxe": 1}, gains={"view:diamond": 1})
+    check = check_spec(spec, completions_of([find_episode(e, in_view=True) for e in range(10)], "Find_Diamond"))
+    claim = {(c.kind, c.key): c for c in check.claims}[(ClaimKind.GAINS, "view:diamond")]
+    assert claim.verdict is Verdict.CONFIRMED and "in view" in claim.note
+    check = check_spec(spec, completions_of([find_episode(e, in_view=False) for e in range(10)], "Find_Diamond"))
+    claim = {(c.kind, c.key): c for c in check.claims}[(ClaimKind.GAINS, "view:diamond")]
+    assert claim.verdict is Verdict.CONTRADICTED
